@@ -1,0 +1,192 @@
+"""The toy models, instance axis first, as pure functions plus a thin `nn.Module`.
+
+Parameters (all with a leading ``inst`` axis):
+
+- linear, relu_output, relu_hidden: ``W [inst, feat, hidden]`` (column W_i of the paper is
+  ``W[k, i, :]``) and ``b [inst, feat]``.
+- abs_mlp: ``W1 [inst, feat, hidden]``, ``W2 [inst, hidden, feat]``, ``b [inst, feat]``.
+
+`loss_and_grads` is the training path: hand-written gradients (checked against autograd in the
+tests), so a whole step is a handful of fusable tensor operations.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .config import ModelConfig
+
+Params = dict[str, Tensor]
+
+
+def param_shapes(model: ModelConfig, n_inst: int) -> dict[str, tuple[int, ...]]:
+    """Name → shape of every parameter of `model` with `n_inst` instances."""
+    n, m = model.n_features, model.n_hidden
+    if model.kind == "abs_mlp":
+        return {"W1": (n_inst, n, m), "W2": (n_inst, m, n), "b": (n_inst, n)}
+    return {"W": (n_inst, n, m), "b": (n_inst, n)}
+
+
+def init_params(model: ModelConfig, seeds: list[int]) -> Params:
+    """Xavier-normal weights per instance, zero bias.
+
+    Each instance's weights come from its own generator seeded with its seed, and the scale is
+    that of one instance's [feat, hidden] matrix, so neither depends on the other instances.
+    """
+    std = math.sqrt(2.0 / (model.n_features + model.n_hidden))
+    params: Params = {}
+    for name, shape in param_shapes(model, len(seeds)).items():
+        if name == "b":
+            params[name] = torch.zeros(shape)
+            continue
+        draws = [torch.randn(shape[1:], generator=_generator(seed, name)) for seed in seeds]
+        params[name] = torch.stack(draws) * std
+    return params
+
+
+def _generator(seed: int, name: str) -> torch.Generator:
+    from .data import STREAM_INIT, derive_seed
+
+    salt = sum(ord(c) << (8 * i) for i, c in enumerate(name))
+    return torch.Generator().manual_seed(derive_seed(seed, STREAM_INIT, salt) & ((1 << 63) - 1))
+
+
+# --- contractions ---------------------------------------------------------------------------
+# Batched matrix products at these skinny shapes cost ~40 µs each through BLAS. When the hidden
+# size is small, unrolling over it lets the compiler fuse the products into its loops instead.
+
+
+class Contractions(NamedTuple):
+    xw: object  # ([inst, batch, feat], [inst, feat, hidden]) -> [inst, batch, hidden]
+    hwt: object  # ([inst, batch, hidden], [inst, feat, hidden]) -> [inst, batch, feat]
+    atb: object  # ([inst, batch, feat], [inst, batch, hidden]) -> [inst, feat, hidden]
+
+
+def _xw_bmm(x: Tensor, w: Tensor) -> Tensor:
+    return torch.bmm(x, w)
+
+
+def _hwt_bmm(h: Tensor, w: Tensor) -> Tensor:
+    return torch.bmm(h, w.transpose(1, 2))
+
+
+def _atb_bmm(a: Tensor, c: Tensor) -> Tensor:
+    return torch.bmm(a.transpose(1, 2), c)
+
+
+def _xw_unrolled(x: Tensor, w: Tensor) -> Tensor:
+    return torch.cat([(x * w[:, None, :, k]).sum(-1, keepdim=True) for k in range(w.shape[-1])], -1)
+
+
+def _hwt_unrolled(h: Tensor, w: Tensor) -> Tensor:
+    out = h[..., 0:1] * w[:, None, :, 0]
+    for k in range(1, w.shape[-1]):
+        out = out + h[..., k : k + 1] * w[:, None, :, k]
+    return out
+
+
+def _atb_unrolled(a: Tensor, c: Tensor) -> Tensor:
+    return torch.stack([(a * c[..., k : k + 1]).sum(1) for k in range(c.shape[-1])], -1)
+
+
+BMM = Contractions(_xw_bmm, _hwt_bmm, _atb_bmm)
+UNROLLED = Contractions(_xw_unrolled, _hwt_unrolled, _atb_unrolled)
+
+
+def contractions_for(model: ModelConfig, compiled: bool) -> Contractions:
+    """Unrolled products only pay inside a compiled step and for a small hidden size."""
+    return UNROLLED if compiled and model.n_hidden <= int(__import__("os").environ.get("UNROLL_MAX", "2")) else BMM
+
+
+# --- forward and gradients ------------------------------------------------------------------
+
+
+class Forward(NamedTuple):
+    """What a forward pass computes; `hidden` is the post-activation hidden layer."""
+
+    output: Tensor  # [inst, batch, feat]
+    pre_output: Tensor  # [inst, batch, feat], before the output ReLU
+    hidden: Tensor  # [inst, batch, hidden]
+
+
+def forward(kind: str, params: Params, x: Tensor, ops: Contractions = BMM) -> Forward:
+    """Run the model `kind` on ``x [inst, batch, feat]``."""
+    b = params["b"].unsqueeze(1)
+    if kind == "abs_mlp":
+        h = torch.relu(ops.xw(x, params["W1"]))
+        pre = ops.hwt(h, params["W2"].transpose(1, 2)) + b
+        return Forward(torch.relu(pre), pre, h)
+    h = ops.xw(x, params["W"])
+    if kind == "relu_hidden":
+        h = torch.relu(h)
+    pre = ops.hwt(h, params["W"]) + b
+    out = pre if kind == "linear" else torch.relu(pre)
+    return Forward(out, pre, h)
+
+
+def target(kind: str, x: Tensor) -> Tensor:
+    """What the model must reproduce: x itself, or |x| for the absolute-value model."""
+    return x.abs() if kind == "abs_mlp" else x
+
+
+def instance_loss(output: Tensor, goal: Tensor, importance: Tensor) -> Tensor:
+    """Importance-weighted squared error, mean over batch and features: ``[inst]``."""
+    return (importance.unsqueeze(1) * (output - goal) ** 2).mean(dim=(1, 2))
+
+
+class LossAndGrads(NamedTuple):
+    loss: Tensor  # [inst]
+    grads: Params  # same names and shapes as the parameters
+
+
+def loss_and_grads(kind: str, params: Params, x: Tensor, importance: Tensor,
+                   ops: Contractions = BMM) -> LossAndGrads:
+    """Per-instance loss and the gradient of its sum over instances, by hand."""
+    fwd = forward(kind, params, x, ops)
+    err = fwd.output - target(kind, x)
+    weighted = importance.unsqueeze(1) * err
+    loss = (weighted * err).mean(dim=(1, 2))
+    d = weighted * (2.0 / (err.shape[1] * err.shape[2]))  # dL/d output
+    if kind != "linear":
+        d = torch.where(fwd.pre_output > 0, d, 0.0)
+    grads = {"b": d.sum(1)}
+    if kind == "abs_mlp":
+        w2t = params["W2"].transpose(1, 2)
+        grads["W2"] = ops.atb(d, fwd.hidden).transpose(1, 2)
+        dh = torch.where(fwd.hidden > 0, ops.xw(d, w2t), 0.0)
+        grads["W1"] = ops.atb(x, dh)
+        return LossAndGrads(loss, grads)
+    w = params["W"]
+    dh = ops.xw(d, w)
+    if kind == "relu_hidden":
+        dh = torch.where(fwd.hidden > 0, dh, 0.0)
+    grads["W"] = ops.atb(d, fwd.hidden) + ops.atb(x, dh)
+    return LossAndGrads(loss, grads)
+
+
+class ToyModel(nn.Module):
+    """A batch of toy models as an `nn.Module`: ``model(x [inst, batch, feat]) -> [inst, batch, feat]``.
+
+    Built by `load_run` and `Run.model`; parameters are the same tensors as in the run's weights.
+    """
+
+    def __init__(self, config: ModelConfig, params: Params):
+        super().__init__()
+        self.config = config
+        self.kind = config.kind
+        for name, value in params.items():
+            self.register_parameter(name, nn.Parameter(value.detach().clone()))
+
+    @property
+    def n_instances(self) -> int:
+        return self.b.shape[0]
+
+    def params(self) -> Params:
+        return dict(self.named_parameters())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return forward(self.kind, self.params(), x).output

@@ -1,0 +1,314 @@
+"""train(RunConfig) -> Run: every instance trained at once, one fused step per batch.
+
+The step (`make_step`) samples a batch from the counter-based generator, computes the loss and
+hand-written gradients and applies Adam(W), all as tensor operations on the training state. It
+runs eagerly (the reference) or compiled whole by `torch.compile`, which fuses it into a few
+loops; both consume identical data.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from . import run as rundir
+from .config import ConfigError, RunConfig
+from .data import STREAM_EVAL, FeatureSpec, feature_spec, instances, sample
+from .models import Params, contractions_for, forward, init_params, instance_loss, loss_and_grads, target
+from .optim import adam_update, lr_table
+from .run import Metrics, Run, RunDirError
+
+CompileMode = bool | Literal["auto"]
+StepFn = Callable[..., None]
+
+# Below this many steps a cold compile costs more than it saves.
+AUTO_COMPILE_MIN_STEPS = 2000
+
+
+@dataclass
+class TrainState:
+    """Everything that changes during training; a checkpoint is exactly this."""
+
+    params: Params
+    exp_avg: Params
+    exp_avg_sq: Params
+    step: Tensor  # 0-d int64: steps done
+    loss_sum: Tensor  # [inst]: training loss summed since the last log point
+    loss_steps: list[int] = field(default_factory=list)
+    loss_curve: list[list[float]] = field(default_factory=list)  # [log point][inst]
+    snapshot_steps: list[int] = field(default_factory=list)
+    snapshots: list[Params] = field(default_factory=list)
+
+    def tensors(self) -> dict[str, Tensor]:
+        out = {"step": self.step, "loss_sum": self.loss_sum}
+        for group in ("params", "exp_avg", "exp_avg_sq"):
+            out.update({f"{group}.{k}": v for k, v in getattr(self, group).items()})
+        for i, snap in enumerate(self.snapshots):
+            out.update({f"snapshot.{i}.{k}": v for k, v in snap.items()})
+        return out
+
+
+def init_state(config: RunConfig, device: torch.device) -> TrainState:
+    params = {k: v.to(device) for k, v in init_params(config.model, instances(config).seeds).items()}
+    zeros = lambda: {k: torch.zeros_like(v) for k, v in params.items()}  # noqa: E731
+    step = torch.zeros((), dtype=torch.int64, device=device)
+    return TrainState(params, zeros(), zeros(), step, torch.zeros(config.n_instances, device=device))
+
+
+def restore_state(state: TrainState, tensors: dict[str, Tensor], meta: dict) -> None:
+    """Load a checkpoint into `state` in place (so a compiled step keeps its inputs)."""
+    state.step.copy_(tensors["step"])
+    state.loss_sum.copy_(tensors["loss_sum"])
+    for group in ("params", "exp_avg", "exp_avg_sq"):
+        for k, v in getattr(state, group).items():
+            v.copy_(tensors[f"{group}.{k}"])
+    state.loss_steps, state.loss_curve = meta["loss_steps"], meta["loss_curve"]
+    state.snapshot_steps = meta["snapshot_steps"]
+    state.snapshots = [{k: tensors[f"snapshot.{i}.{k}"] for k in state.params} for i in range(len(state.snapshot_steps))]
+
+
+def make_step(config: RunConfig, compiled: bool) -> StepFn:
+    """The training step: sample, loss and gradients, Adam(W), all in place on the state."""
+    kind, data, cfg = config.model.kind, config.data, config.train
+    ops = contractions_for(config.model, compiled)
+
+    def step_fn(params: Params, exp_avg: Params, exp_avg_sq: Params, step: Tensor, loss_sum: Tensor,
+                spec: FeatureSpec, lrs: Tensor) -> None:
+        x = sample(spec, step, cfg.batch_size, data.distribution, data.set_size, data.signed)
+        loss, grads = loss_and_grads(kind, params, x, spec.importance, ops)
+        loss_sum.add_(loss)
+        lr = torch.index_select(lrs, 0, step.view(1)).squeeze(0)
+        t = step + 1
+        for name, param in params.items():
+            adam_update(param, grads[name], exp_avg[name], exp_avg_sq[name], lr, t, cfg)
+        step.add_(1)
+
+    if not compiled:
+        return step_fn
+    return torch.compile(step_fn, fullgraph=True, dynamic=False)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"device = {device!r} is invalid: use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device = {device!r} is invalid: CUDA is not available on this machine; use cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device = {device!r} is invalid: use cpu, cuda or cuda:N")
+    return dev
+
+
+def should_compile(config: RunConfig, compile: CompileMode) -> bool:
+    if compile == "auto":
+        return config.train.steps >= AUTO_COMPILE_MIN_STEPS and shutil.which(os.environ.get("CXX", "g++")) is not None
+    return bool(compile)
+
+
+@torch.no_grad()
+def evaluate(config: RunConfig, params: Params, spec: FeatureSpec | None = None) -> Tensor:
+    """Per-instance loss ``[inst]`` on `train.eval_batches` fresh batches of the evaluation stream,
+    the same events for every instance."""
+    data, cfg = config.data, config.train
+    device = params["b"].device
+    spec = spec if spec is not None else feature_spec(config, STREAM_EVAL, device)
+    total = torch.zeros(params["b"].shape[0], device=device)
+    for i in range(cfg.eval_batches):
+        step = torch.tensor(i, dtype=torch.int64, device=device)
+        x = sample(spec, step, cfg.batch_size, data.distribution, data.set_size, data.signed)
+        out = forward(config.model.kind, params, x).output
+        total += instance_loss(out, target(config.model.kind, x), spec.importance)
+    return total / cfg.eval_batches
+
+
+def train(config: RunConfig, *, device: str | torch.device = "cpu", compile: CompileMode = "auto",
+          progress: bool = True, out: str | os.PathLike[str] | None = None, overwrite: bool = False,
+          checkpoint_every: int | None = None) -> Run:
+    """Train every instance of `config` and return the run (saved to `out` when given).
+
+    Arguments:
+        device: "cpu" (default) or "cuda"/"cuda:N".
+        compile: compile the whole step with torch.compile (True), run it eagerly (False), or
+            compile when the run is long enough to repay the compile ("auto").
+        progress: show a progress bar.
+        out: run directory. An interrupted run in `out` with the same config resumes from its
+            last checkpoint; a finished one is an error unless `overwrite`.
+        checkpoint_every: steps between checkpoints when `out` is given (default: every 30 s).
+    """
+    started = rundir.now()
+    dev = resolve_device(device)
+    out_dir = _prepare_out(config, out, overwrite)
+    state = init_state(config, dev)
+    resumed = out_dir is not None and _resume(out_dir, state)
+    compiled = should_compile(config, compile)
+    step_fn, compiled = _build_step(config, compiled)
+    seconds, rate = _loop(config, state, step_fn, dev, progress, out_dir, checkpoint_every, resumed)
+    run = _finish(config, state, compiled, seconds, rate, rundir.provenance(str(dev), compiled, started))
+    if out_dir is not None:
+        rundir.save_run(run, out_dir)
+        rundir.remove_checkpoint(out_dir)
+    return run
+
+
+def _build_step(config: RunConfig, compiled: bool) -> tuple[StepFn, bool]:
+    if not compiled:
+        return make_step(config, False), False
+    try:
+        return make_step(config, True), True
+    except Exception as exc:  # pragma: no cover - depends on the platform's compiler
+        warnings.warn(f"torch.compile unavailable ({exc}); training eagerly", stacklevel=3)
+        return make_step(config, False), False
+
+
+def _loop(config: RunConfig, state: TrainState, step_fn: StepFn, dev: torch.device, progress: bool,
+          out_dir: Path | None, checkpoint_every: int | None, resumed: bool) -> tuple[float, float]:
+    """Run the remaining steps; returns (seconds, steps per second after the first step)."""
+    cfg = config.train
+    spec = feature_spec(config, device=dev)
+    lrs = lr_table(cfg).to(dev)
+    start = int(state.step)
+    snap_every = cfg.snapshot_every
+    if snap_every and not state.snapshot_steps:
+        _snapshot(state, 0)
+    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True,
+               desc=config.name, leave=False)
+    t0 = time.perf_counter()
+    t_first = last_ckpt = t0
+    for s in range(start + 1, cfg.steps + 1):
+        try:
+            step_fn(state.params, state.exp_avg, state.exp_avg_sq, state.step, state.loss_sum, spec, lrs)
+        except Exception as exc:
+            if s == start + 1 and _is_compile_failure(exc):
+                warnings.warn(f"torch.compile failed ({exc.__class__.__name__}); training eagerly", stacklevel=3)
+                step_fn = make_step(config, False)
+                step_fn(state.params, state.exp_avg, state.exp_avg_sq, state.step, state.loss_sum, spec, lrs)
+            else:
+                raise
+        if s == start + 1:
+            t_first = time.perf_counter()
+        if s % cfg.log_every == 0 or s == cfg.steps:
+            _log(state, s, s - (state.loss_steps[-1] if state.loss_steps else 0), bar)
+        if snap_every and s % snap_every == 0:
+            _snapshot(state, s)
+        if out_dir is not None and s < cfg.steps and _due(s, checkpoint_every, last_ckpt):
+            rundir.save_checkpoint(out_dir, state.tensors(), _checkpoint_meta(config, state))
+            last_ckpt = time.perf_counter()
+    bar.close()
+    end = time.perf_counter()
+    done = cfg.steps - start
+    rate = (done - 1) / (end - t_first) if done > 1 and end > t_first else 0.0
+    return end - t0, rate
+
+
+def _is_compile_failure(exc: Exception) -> bool:
+    return type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
+
+
+def _due(step: int, every: int | None, last: float) -> bool:
+    if every is not None:
+        return step % every == 0
+    return time.perf_counter() - last > 30.0
+
+
+def _log(state: TrainState, step: int, n: int, bar: tqdm) -> None:
+    mean = (state.loss_sum / n).tolist()
+    state.loss_sum.zero_()
+    state.loss_steps.append(step)
+    state.loss_curve.append(mean)
+    bar.update(step - bar.n)
+    bar.set_postfix(loss=f"{sum(mean) / len(mean):.4g}", refresh=False)
+
+
+def _snapshot(state: TrainState, step: int) -> None:
+    state.snapshot_steps.append(step)
+    state.snapshots.append({k: v.detach().cpu().clone() for k, v in state.params.items()})
+
+
+def _checkpoint_meta(config: RunConfig, state: TrainState) -> dict:
+    return {"config": config.to_dict(), "step": int(state.step), "loss_steps": state.loss_steps,
+            "loss_curve": state.loss_curve, "snapshot_steps": state.snapshot_steps}
+
+
+def _finish(config: RunConfig, state: TrainState, compiled: bool, seconds: float, rate: float,
+            prov: dict) -> Run:
+    """Evaluate, keep the best restart per configuration, and assemble the Run."""
+    params = {k: v.detach() for k, v in state.params.items()}
+    losses = evaluate(config, params).cpu()
+    restarts = config.train.restarts
+    by_config = torch.nan_to_num(losses, nan=float("inf")).view(-1, restarts)
+    if config.train.keep_all_restarts:
+        keep = list(range(config.n_instances))
+    else:
+        keep = [c * restarts + int(r) for c, r in enumerate(by_config.argmin(dim=1))]
+    table = instances(config)
+    probs = config.data.feature_probability
+    curve = torch.tensor(state.loss_curve).T[keep] if state.loss_curve else torch.zeros(len(keep), 0)
+    metrics = Metrics(
+        final_loss=losses[keep].tolist(),
+        loss_steps=list(state.loss_steps),
+        loss_curve=curve.tolist(),
+        config_index=[table.config_index[k] for k in keep],
+        restart=[table.restart[k] for k in keep],
+        feature_probability=[_jsonable(probs[table.config_index[k]]) for k in keep],
+        restart_losses=losses.view(-1, restarts).tolist(),
+        train_seconds=seconds,
+        steps_per_second=rate,
+        compiled=compiled,
+    )
+    idx = torch.tensor(keep)
+    kept = {k: v.cpu()[idx].contiguous() for k, v in params.items()}
+    snaps = None
+    if state.snapshots:
+        snaps = {k: torch.stack([s[k][idx] for s in state.snapshots], dim=1) for k in kept}
+        snaps["steps"] = torch.tensor(state.snapshot_steps)
+    return Run(config, kept, metrics, prov, snaps)
+
+
+def _jsonable(p: float | tuple[float, ...]) -> float | list[float]:
+    return list(p) if isinstance(p, tuple) else p
+
+
+def _prepare_out(config: RunConfig, out: str | os.PathLike[str] | None, overwrite: bool) -> Path | None:
+    """Make `out` ready: new, resumable (same config), or refused with the reason."""
+    if out is None:
+        return None
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"{path}: exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        if not (path / rundir.CONFIG).is_file():
+            raise RunDirError(f"{path}: not empty and not a superposition run directory; choose another --out")
+        if overwrite:
+            _clear_run(path)
+        elif rundir.is_complete(path):
+            raise RunDirError(f"{path}: already holds a finished run; pass --overwrite or choose another --out")
+        elif rundir.read_config(path) != config:
+            raise RunDirError(f"{path}: holds an unfinished run of a different config; pass --overwrite or choose another --out")
+    path.mkdir(parents=True, exist_ok=True)
+    rundir.atomic_write_bytes(path / rundir.CONFIG, (config.to_json() + "\n").encode())
+    return path
+
+
+def _clear_run(path: Path) -> None:
+    names = (rundir.CONFIG, rundir.WEIGHTS, rundir.METRICS, rundir.PROVENANCE, rundir.SNAPSHOTS, rundir.CHECKPOINT)
+    for name in names:
+        (path / name).unlink(missing_ok=True)
+
+
+def _resume(path: Path, state: TrainState) -> bool:
+    found = rundir.load_checkpoint(path)
+    if found is None:
+        return False
+    restore_state(state, *found)
+    return True
