@@ -1,0 +1,84 @@
+import torch
+
+import superposition as sp
+from superposition.data import derive_seed, feature_spec, instances, random_bits, sample
+
+
+def spec_for(p, n=8, restarts=1, **data_kw):
+    cfg = sp.RunConfig(model=sp.ModelConfig(n_features=n, n_hidden=2),
+                       data=sp.DataConfig(feature_probability=tuple(p), **data_kw),
+                       train=sp.TrainConfig(restarts=restarts))
+    return cfg, feature_spec(cfg)
+
+
+def draw(spec, step=0, batch=20000, **kw):
+    return sample(spec, torch.tensor(step), batch, **kw)
+
+
+def test_independent_features_have_probability_p_and_uniform_values():
+    _, spec = spec_for([1.0, 0.3, 0.05])
+    x = draw(spec)
+    on = (x != 0).float().mean(dim=(1, 2))
+    torch.testing.assert_close(on, torch.tensor([1.0, 0.3, 0.05]), atol=0.01, rtol=0)
+    values = x[x != 0]
+    assert 0 <= values.min() and values.max() < 1
+    assert abs(values.mean().item() - 0.5) < 0.01 and abs(values.var().item() - 1 / 12) < 0.005
+
+
+def test_per_feature_probability():
+    p = (1.0, 0.5, 0.1, 0.01)
+    _, spec = spec_for([p], n=4)
+    on = (draw(spec) != 0).float().mean(dim=(0, 1))
+    torch.testing.assert_close(on, torch.tensor(p), atol=0.01, rtol=0)
+
+
+def test_signed_values_cover_minus_one_to_one():
+    _, spec = spec_for([0.5])
+    values = draw(spec, signed=True)
+    values = values[values != 0]
+    assert values.min() < -0.99 and values.max() > 0.99 and abs(values.mean().item()) < 0.02
+
+
+def test_correlated_sets_switch_on_together():
+    _, spec = spec_for([0.2], n=6, distribution="correlated", set_size=3)
+    x = draw(spec, distribution="correlated", set_size=3).view(-1, 2, 3)
+    on = x != 0
+    assert torch.equal(on.all(-1), on.any(-1))  # all or nothing within a set
+    assert abs(on[..., 0].float().mean().item() - 0.2) < 0.01
+
+
+def test_anticorrelated_sets_have_at_most_one_member_on():
+    _, spec = spec_for([0.3], n=6, distribution="anticorrelated", set_size=3)
+    x = draw(spec, distribution="anticorrelated", set_size=3).view(-1, 2, 3)
+    count = (x != 0).sum(-1)
+    assert count.max() == 1
+    assert abs((count == 1).float().mean().item() - 0.3) < 0.01
+    member = (x != 0).float().mean(dim=0).flatten()  # each member equally likely: 0.1
+    torch.testing.assert_close(member, torch.full((6,), 0.1), atol=0.01, rtol=0)
+
+
+def test_samples_are_deterministic_per_step_and_differ_across_steps():
+    _, spec = spec_for([0.5])
+    assert torch.equal(draw(spec, step=3, batch=64), draw(spec, step=3, batch=64))
+    assert not torch.equal(draw(spec, step=3, batch=64), draw(spec, step=4, batch=64))
+
+
+def test_features_are_uncorrelated():
+    _, spec = spec_for([1.0], n=8)
+    x = draw(spec, batch=50000)[0]
+    corr = torch.corrcoef(x.T)
+    off = corr - torch.diag(torch.diag(corr))
+    assert off.abs().max() < 0.03
+
+
+def test_an_instance_stream_does_not_depend_on_its_batch_mates():
+    cfg, spec = spec_for([1.0, 0.1], restarts=2)
+    alone_cfg, alone = spec_for([0.1], restarts=2)
+    assert instances(cfg).seeds[2:] == instances(alone_cfg).seeds
+    torch.testing.assert_close(draw(spec, batch=32)[2:], draw(alone, batch=32), rtol=0, atol=0)
+
+
+def test_random_bits_are_balanced():
+    bits = random_bits(torch.tensor([derive_seed(7)]), torch.tensor(0), 1000, 64)
+    ones = torch.stack([(bits >> k) & 1 for k in range(64)]).float().mean(dim=(1, 2, 3))
+    assert (ones - 0.5).abs().max() < 0.02

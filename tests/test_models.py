@@ -1,0 +1,68 @@
+import pytest
+import torch
+
+import superposition as sp
+from superposition.models import BMM, UNROLLED, forward, init_params, loss_and_grads, param_shapes, target
+
+KINDS = ["linear", "relu_output", "relu_hidden", "abs_mlp"]
+
+
+def random_case(kind, n=6, m=3, inst=4, batch=32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    model = sp.ModelConfig(kind, n, m)
+    params = {k: torch.randn(s, generator=gen, dtype=torch.float64) * 0.5
+              for k, s in param_shapes(model, inst).items()}
+    x = torch.rand(inst, batch, n, generator=gen, dtype=torch.float64)
+    if kind == "abs_mlp":
+        x = 2 * x - 1
+    x = torch.where(torch.rand(x.shape, generator=gen, dtype=torch.float64) < 0.5, x, 0.0)
+    importance = torch.rand(inst, n, generator=gen, dtype=torch.float64)
+    return params, x, importance
+
+
+@pytest.mark.parametrize("ops", [BMM, UNROLLED], ids=["bmm", "unrolled"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_hand_written_gradients_equal_autograd(kind, ops):
+    params, x, importance = random_case(kind)
+    loss, grads = loss_and_grads(kind, params, x, importance, ops)
+    leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    out = forward(kind, leaves, x).output
+    ref = (importance.unsqueeze(1) * (out - target(kind, x)) ** 2).mean(dim=(1, 2))
+    ref.sum().backward()
+    torch.testing.assert_close(loss, ref.detach())
+    for name, leaf in leaves.items():
+        torch.testing.assert_close(grads[name], leaf.grad, msg=f"gradient of {name}")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_contractions_agree(kind):
+    params, x, _ = random_case(kind)
+    torch.testing.assert_close(forward(kind, params, x, BMM).output, forward(kind, params, x, UNROLLED).output)
+
+
+def test_forward_definitions():
+    params, x, _ = random_case("linear")
+    W, b = params["W"], params["b"]
+    expected = torch.einsum("ifh,ijh,ibj->ibf", W, W, x) + b[:, None]
+    torch.testing.assert_close(forward("linear", params, x).output, expected)
+    torch.testing.assert_close(forward("relu_output", params, x).output, torch.relu(expected))
+    h = torch.relu(torch.einsum("ibf,ifh->ibh", x, W))
+    torch.testing.assert_close(forward("relu_hidden", params, x).output,
+                               torch.relu(torch.einsum("ibh,ifh->ibf", h, W) + b[:, None]))
+
+
+def test_init_is_per_instance_xavier_and_independent_of_batch_mates():
+    model = sp.ModelConfig("relu_output", 400, 100)
+    one = init_params(model, [11])["W"]
+    many = init_params(model, [5, 11, 17])
+    torch.testing.assert_close(many["W"][1:2], one, rtol=0, atol=0)
+    assert abs(one.std().item() - (2 / 500) ** 0.5) < 0.002  # xavier of one [feat, hidden] matrix
+    assert torch.count_nonzero(many["b"]) == 0
+    assert not torch.equal(many["W"][0], many["W"][2])
+
+
+def test_toy_model_module_runs():
+    params, x, _ = random_case("abs_mlp")
+    model = sp.ToyModel(sp.ModelConfig("abs_mlp", 6, 3), {k: v.float() for k, v in params.items()})
+    assert model(x.float()).shape == x.shape
+    assert model.n_instances == 4
