@@ -1,0 +1,250 @@
+"""`superposition train | show | run`: a thin shell over the Python API. The only module that prints.
+
+User errors (bad values, unusable run directories) print one line, ``superposition: error: ...``,
+and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .analysis import summarize
+from .config import MODEL_KINDS, ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+from .run import Run, RunDirError, load_run
+from .train import train
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line and exit 2 like every other user error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        _fail(f"{self.prog.split()[-1]}: {message}")
+
+
+def _fail(message: str) -> None:
+    print(f"superposition: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (ConfigError, RunDirError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="superposition", description="Toy models of superposition: train, analyse, reproduce.")
+    parser.add_argument("--version", action="version", version=f"superposition {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train(sub.add_parser("train", help="train a batch of toy models and save the run"))
+    show = sub.add_parser("show", help="per-instance table of a run directory")
+    show.add_argument("run", type=Path, help="run directory")
+    show.add_argument("--json", action="store_true", help="print the table as JSON lines")
+    show.set_defaults(handler=cmd_show)
+    _add_run(sub.add_parser("run", help="run one of the paper's experiments (trains, draws, checks claims)"))
+    return parser
+
+
+def _add_execution(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                   help="compile the training step with torch.compile (auto: for runs of 2000+ steps)")
+    p.add_argument("--overwrite", action="store_true", help="replace finished runs in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    m, d, t = ModelConfig(), TrainConfig(), DataConfig()
+    p.add_argument("--config", type=Path, help="a config.json to start from; flags given override it")
+    p.add_argument("--kind", choices=MODEL_KINDS, help=f"model (default {m.kind})")
+    p.add_argument("--features", type=int, help=f"n, input features (default {m.n_features})")
+    p.add_argument("--hidden", type=int, help=f"m, hidden dimensions (default {m.n_hidden})")
+    probs = p.add_mutually_exclusive_group()
+    probs.add_argument("-p", "--feature-probability", type=float, nargs="+", metavar="P",
+                       help="feature probabilities p = 1 - S, one configuration each (default 1)")
+    probs.add_argument("--p-grid", type=float, nargs=3, metavar=("HIGH", "LOW", "NUM"),
+                       help="NUM log-spaced feature probabilities from HIGH down to LOW")
+    imp = p.add_mutually_exclusive_group()
+    imp.add_argument("--importance-decay", type=float, help=f"importance of feature i is r**i (default {t.importance_decay})")
+    imp.add_argument("--importance", type=float, nargs="+", help="explicit per-feature importance")
+    p.add_argument("--distribution", choices=["independent", "correlated", "anticorrelated"])
+    p.add_argument("--set-size", type=int, help="features per correlated/anticorrelated set")
+    p.add_argument("--signed", action="store_true", default=None, help="values U[-1, 1] (default for abs_mlp)")
+    p.add_argument("--steps", type=int, help=f"training steps (default {d.steps})")
+    p.add_argument("--batch", type=int, dest="batch_size", help=f"batch size (default {d.batch_size})")
+    p.add_argument("--lr", type=float, help=f"learning rate (default {d.lr})")
+    p.add_argument("--optimizer", choices=["adamw", "adam"])
+    p.add_argument("--weight-decay", type=float, help="default 0.01 for adamw, 0 for adam")
+    p.add_argument("--schedule", choices=["constant", "linear", "cosine"])
+    p.add_argument("--warmup", type=int, dest="warmup_steps", help="linear warm-up steps")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--restarts", type=int, help="best-of-N: instances per configuration, the best is kept")
+    p.add_argument("--keep-all-restarts", action="store_true", default=None)
+    p.add_argument("--log-every", type=int, help=f"steps between loss-curve points (default {d.log_every})")
+    p.add_argument("--snapshot-every", type=int, help="save weights every N steps (learning dynamics)")
+    p.add_argument("--name", help="run name")
+    p.add_argument("--out", type=Path, default=Path("runs/train"), help="run directory (default runs/train)")
+    _add_execution(p)
+    p.set_defaults(handler=cmd_train)
+
+
+def _add_run(p: argparse.ArgumentParser) -> None:
+    from .experiments import RECIPES
+
+    p.add_argument("experiment", metavar="NAME", help=f"one of: {', '.join(RECIPES)}")
+    p.add_argument("--quick", action="store_true", help="a smaller configuration that runs in about a minute")
+    p.add_argument("--out", type=Path, help="output directory (default runs/NAME, or runs/NAME-quick)")
+    _add_execution(p)
+    p.set_defaults(handler=cmd_run)
+
+
+# --- train ------------------------------------------------------------------------------------
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig the flags describe (on top of --config when given)."""
+    base = RunConfig.from_json(_read_text(args.config)) if args.config else RunConfig()
+    model = _override(base.model, kind=args.kind, n_features=args.features, n_hidden=args.hidden)
+    data_kw = dict(importance_decay=args.importance_decay, distribution=args.distribution, set_size=args.set_size,
+                   feature_probability=_probabilities(args), signed=args.signed,
+                   importance=tuple(args.importance) if args.importance else None)
+    if args.signed is None and model.kind == "abs_mlp" and not args.config:
+        data_kw["signed"] = True  # |x| of non-negative inputs is the identity
+    data = _override(base.data, **data_kw, clear=("importance",) if args.importance_decay is not None else ())
+    names = ("steps", "batch_size", "lr", "optimizer", "weight_decay", "schedule", "warmup_steps", "seed", "restarts",
+             "keep_all_restarts", "log_every", "snapshot_every")
+    train_cfg = _override(base.train, **{k: getattr(args, k) for k in names})
+    return RunConfig(model=model, data=data, train=train_cfg, name=args.name or base.name)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: unreadable ({exc.strerror})") from None
+
+
+def _override(obj, clear: tuple[str, ...] = (), **values):
+    """A copy of the frozen config `obj` with the values that were given (not None)."""
+    from dataclasses import replace
+
+    given = {k: v for k, v in values.items() if v is not None or k in clear}
+    return replace(obj, **given)
+
+
+def _probabilities(args: argparse.Namespace) -> tuple[float, ...] | None:
+    if args.feature_probability:
+        return tuple(args.feature_probability)
+    if args.p_grid:
+        high, low, num = args.p_grid
+        if num != int(num) or num < 1:
+            raise ConfigError(f"--p-grid NUM = {num:g} is invalid: must be an integer >= 1")
+        if not (0 < low <= 1 and 0 < high <= 1):
+            raise ConfigError(f"--p-grid = {high:g} {low:g} is invalid: HIGH and LOW must be in (0, 1]")
+        grid = torch.logspace(torch.log10(torch.tensor(high)), torch.log10(torch.tensor(low)), int(num), dtype=torch.float64)
+        return tuple(round(v, 8) for v in grid.tolist())
+    return None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    run = train(config, device=args.device, compile=_compile_mode(args.compile), progress=not args.quiet,
+                out=args.out, overwrite=args.overwrite)
+    m = run.metrics
+    print(f"trained {config.n_instances} instances ({config.data.n_configs} configurations × "
+          f"{config.train.restarts} restarts) for {config.train.steps} steps in {m.train_seconds:.1f} s "
+          f"({m.steps_per_second:.0f} steps/s{', compiled' if m.compiled else ''})")
+    print(f"saved {args.out}")
+    print(format_table(run))
+    return 0
+
+
+def _compile_mode(flag: str):
+    return {"auto": "auto", "on": True, "off": False}[flag]
+
+
+# --- show -------------------------------------------------------------------------------------
+
+
+def instance_rows(run: Run) -> list[dict]:
+    """One row per saved instance: p, restart, final loss and headline geometry."""
+    geo = summarize(run.W.float())
+    m = run.metrics
+    return [{"instance": k, "p": m.feature_probability[k], "restart": m.restart[k], "loss": m.final_loss[k],
+             "represented": int(geo.represented[k]), "n_features": geo.n_features,
+             "dims_per_feature": float(geo.dimensions_per_feature[k]),
+             "mean_interference": float(geo.mean_interference[k])} for k in range(run.n_instances)]
+
+
+def format_table(run: Run) -> str:
+    head = f"{'inst':>4}  {'p':>9}  {'S':>7}  {'restart':>7}  {'loss':>10}  {'represented':>11}  {'D*':>6}  {'interf.':>7}"
+    lines = [head, "-" * len(head)]
+    for r in instance_rows(run):
+        p = r["p"]
+        p_text = f"{p:9.4g}" if isinstance(p, float) else f"{'per-feat':>9}"
+        s_text = f"{100 * (1 - p):6.1f}%" if isinstance(p, float) else f"{'':>7}"
+        lines.append(f"{r['instance']:>4}  {p_text}  {s_text}  {r['restart']:>7}  {r['loss']:10.4g}  "
+                     f"{r['represented']:>5} / {r['n_features']:<3}  {r['dims_per_feature']:6.3f}  "
+                     f"{r['mean_interference']:7.3f}")
+    return "\n".join(lines)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    run = load_run(args.run)
+    if args.json:
+        for row in instance_rows(run):
+            print(json.dumps(row))
+        return 0
+    c = run.config
+    print(f"{args.run}: {c.model.kind}, n = {c.model.n_features} features, m = {c.model.n_hidden} hidden, "
+          f"{c.train.steps} steps, best of {c.train.restarts}")
+    print(format_table(run))
+    return 0
+
+
+# --- run --------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .experiments import get_recipe, run_recipe
+
+    recipe = get_recipe(args.experiment)
+    out = args.out or Path("runs") / (recipe.name + ("-quick" if args.quick else ""))
+    result = run_recipe(recipe, out, quick=args.quick, device=args.device, compile=_compile_mode(args.compile),
+                        progress=not args.quiet, overwrite=args.overwrite)
+    print(f"{recipe.name}: {recipe.summary}")
+    for name, run in result.runs.items():
+        note = " (reused)" if name in result.reused else f" ({run.metrics.train_seconds:.1f} s)"
+        print(f"  run     {run.path}{note}")
+    for path in result.figures.values():
+        print(f"  figure  {path}")
+    print(f"  claims  {result.out / 'claims.json'}")
+    print(format_claims(result.claims))
+    return 0
+
+
+def format_claims(claims) -> str:
+    lines = []
+    for c in claims:
+        mark = "held    " if c.held else "NOT HELD"
+        lines.append(f"  [{mark}] {c.claim}\n             expected {c.expected}; measured {c.measured}")
+    held = sum(c.held for c in claims)
+    lines.append(f"  {held}/{len(claims)} claims held")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
