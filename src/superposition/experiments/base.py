@@ -1,0 +1,95 @@
+"""Recipes: an experiment of the paper as a declaration, and the machinery that runs it.
+
+A `Recipe` names the run configs it needs (a quick size and the paper's size), how to draw its
+figures from the trained runs, and the paper's claims as checks on those runs. `run_recipe`
+trains (or reuses finished runs), saves the figures as PNGs and the claims as claims.json:
+
+    OUT/
+      RUN_NAME/        one run directory per config (see superposition.run)
+      FIGURE.png
+      claims.json      [{section, claim, expected, measured, held}, ...]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from .. import run as rundir
+from ..config import RunConfig
+from ..figures import save_figure
+from ..run import Run, RunDirError, load_run
+from ..train import CompileMode, train
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """One claim of the paper checked against measured results."""
+
+    section: str
+    claim: str
+    expected: str
+    measured: str
+    held: bool
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """An experiment: its runs, figures and claims. Everything else is shared machinery."""
+
+    name: str
+    section: str
+    summary: str
+    configs: Callable[[bool], dict[str, RunConfig]]
+    """quick -> {run name: config}."""
+    figures: Callable[[dict[str, Run]], dict[str, Figure]]
+    """runs -> {figure name: figure}."""
+    claims: Callable[[dict[str, Run]], list[ClaimResult]]
+
+
+@dataclass
+class RecipeResult:
+    recipe: Recipe
+    out: Path
+    runs: dict[str, Run]
+    figures: dict[str, Path] = field(default_factory=dict)
+    claims: list[ClaimResult] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    """Runs loaded from finished run directories instead of trained."""
+
+
+def run_recipe(recipe: Recipe, out: str | os.PathLike[str], *, quick: bool = False, device: str = "cpu",
+               compile: CompileMode = "auto", progress: bool = True, overwrite: bool = False) -> RecipeResult:
+    """Train the recipe's runs (reusing finished ones), draw its figures, check its claims."""
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = RecipeResult(recipe, out_dir, {})
+    for name, config in recipe.configs(quick).items():
+        path = out_dir / name
+        if not overwrite and rundir.is_complete(path):
+            result.runs[name] = _reuse(path, config)
+            result.reused.append(name)
+        else:
+            result.runs[name] = train(config, device=device, compile=compile, progress=progress, out=path,
+                                      overwrite=overwrite)
+    for name, fig in recipe.figures(result.runs).items():
+        result.figures[name] = save_figure(fig, out_dir / f"{name}.png")
+    result.claims = recipe.claims(result.runs)
+    rundir.atomic_write_json(out_dir / "claims.json", [asdict(c) for c in result.claims])
+    return result
+
+
+def _reuse(path: Path, config: RunConfig) -> Run:
+    run = load_run(path)
+    if run.config != config:
+        raise RunDirError(f"{path}: holds a finished run of a different config (e.g. --quick vs full); "
+                          "pass --overwrite or choose another --out")
+    return run
+
+
+def fmt(value: float) -> str:
+    return f"{value:.3g}"
