@@ -108,8 +108,10 @@ def test_interference_matches_the_definition():
     torch.testing.assert_close(interference(W)[k, i], expected)
 
 
-@pytest.mark.parametrize("fn", [feature_norms, gram, interference, feature_dimensionality, dimensions_per_feature,
-                                represented, represented_count])
+@pytest.mark.parametrize(
+    "fn",
+    [feature_norms, gram, interference, feature_dimensionality, dimensions_per_feature, represented, represented_count],
+)
 def test_batch_over_instances_equals_each_instance(fn):
     W = torch.randn(4, 6, 3, generator=torch.Generator().manual_seed(3))
     W[2, 1] = 0.0  # a dead feature in one instance must not affect the others
@@ -120,8 +122,12 @@ def test_batch_over_instances_equals_each_instance(fn):
 
 
 def test_summarize():
-    W = torch.stack([torch.cat([polygon(5), torch.zeros(1, 2, dtype=torch.float64)]),
-                     torch.cat([torch.eye(2, dtype=torch.float64), torch.zeros(4, 2, dtype=torch.float64)])])
+    W = torch.stack(
+        [
+            torch.cat([polygon(5), torch.zeros(1, 2, dtype=torch.float64)]),
+            torch.cat([torch.eye(2, dtype=torch.float64), torch.zeros(4, 2, dtype=torch.float64)]),
+        ]
+    )
     s = summarize(W)
     assert isinstance(s, GeometrySummary) and (s.n_features, s.n_hidden) == (6, 2)
     assert s.represented.tolist() == [5, 2]

@@ -25,8 +25,12 @@ def feature_moments(feature_probability: Tensor | float, signed: bool = False) -
     return p / 2.0, p / 3.0 - p.square() / 4.0
 
 
-def linear_optimal_loss(importance: Tensor | list[float], feature_probability: Tensor | float | list[float],
-                        n_hidden: int, signed: bool = False) -> float | Tensor:
+def linear_optimal_loss(
+    importance: Tensor | list[float],
+    feature_probability: Tensor | float | list[float],
+    n_hidden: int,
+    signed: bool = False,
+) -> float | Tensor:
     """The lowest loss of the linear model x' = WᵀWx + b with m = `n_hidden` hidden dimensions.
 
     The loss is the training loss of this package: (1/n) Σ_i I_i E[(x'_i − x_i)²], the
