@@ -16,6 +16,7 @@ def test_sparsity_label_is_computed_from_p():
     assert figures.sparsity_label(1.0) == "1 − S = p = 1 (S = 0%)"
     assert figures.sparsity_label(0.003, short=True) == "S = 99.7%\np = 0.003"
     assert figures.sparsity_label([0.3, 0.3]) == "1 − S = p = 0.3 (S = 70%)"
+    assert figures.sparsity_label(0.7166081) == "1 − S = p = 0.7166 (S = 28.34%)"
     assert "per feature" in figures.sparsity_label([1.0, 0.5])
 
 
@@ -25,6 +26,14 @@ def test_intro_figure():
     assert len(fig.axes) == 3 + 1  # a panel per instance and the importance colourbar
     assert fig.axes[1].get_title() == "1 − S = p = 0.1 (S = 90%)"
     assert len(fig.axes[0].lines) == 5 + 2  # a line per feature and the two axis guides
+
+
+def test_intro_figure_wraps_panels_into_rows():
+    probs = [20.0 ** (-i / 9) for i in range(7)]
+    fig = figures.intro_figure(rand(7, 5, 2), probs, torch.ones(5), ncols=3)
+    assert len(fig.axes) == 7 + 1
+    assert fig.axes[6].get_title() == figures.sparsity_label(probs[6])
+    assert fig.axes[3].get_position().y0 < fig.axes[0].get_position().y0  # second row below the first
 
 
 def test_intro_figure_rejects_other_hidden_sizes_and_mismatched_labels():

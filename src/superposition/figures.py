@@ -44,7 +44,7 @@ def _uniform_p(p: Probability) -> float | None:
 
 
 def _pct(x: float) -> str:
-    return f"{round(100 * x, 6):g}%"
+    return f"{round(100 * x, 6):.4g}%"
 
 
 def sparsity_label(p: Probability, short: bool = False) -> str:
@@ -53,8 +53,8 @@ def sparsity_label(p: Probability, short: bool = False) -> str:
     if q is None:
         return "p per feature" if short else "1 − S = p per feature"
     if short:
-        return f"S = {_pct(1 - q)}\np = {q:g}"
-    return f"1 − S = p = {q:g} (S = {_pct(1 - q)})"
+        return f"S = {_pct(1 - q)}\np = {q:.4g}"
+    return f"1 − S = p = {q:.4g} (S = {_pct(1 - q)})"
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -75,7 +75,12 @@ def _check_runs(W: Tensor, feature_probability: Sequence[Probability], name: str
 
 
 def intro_figure(
-    W: Tensor, feature_probability: Sequence[Probability], importance: Tensor, *, limit: float | None = None
+    W: Tensor,
+    feature_probability: Sequence[Probability],
+    importance: Tensor,
+    *,
+    limit: float | None = None,
+    ncols: int = 5,
 ) -> Figure:
     """The paper's opening figure: each instance's features as vectors W_i in a 2-d hidden space.
 
@@ -87,6 +92,7 @@ def intro_figure(
     - ``feature_probability``: one p per instance (the panel titles).
     - ``importance``: ``[feat]`` (shared) or ``[inst, feat]``.
     - ``limit``: axis half-width; default max(1.2, 1.1 × the longest W_i).
+    - ``ncols``: panels per row; more instances wrap onto further rows.
 
     **Returns:** a Figure with one axes per instance plus a colourbar axes.
     """
@@ -99,8 +105,13 @@ def intro_figure(
     if limit is None:
         limit = max(1.2, 1.1 * float(feature_norms(W).max()))
     n = W.shape[0]
-    fig = Figure(figsize=(2.6 * n + 0.8, 2.9), layout="constrained")
-    axes = fig.subplots(1, n, squeeze=False)[0]
+    cols = max(1, min(n, ncols))
+    rows = -(-n // cols)
+    fig = Figure(figsize=(2.6 * cols + 0.8, 2.9 * rows), layout="constrained")
+    grid = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in grid[n:]:
+        ax.remove()
+    axes = grid[:n]
     cmap = fig.colorbar(_scalar_mappable(norm, IMPORTANCE_CMAP), ax=list(axes), shrink=0.8, label="importance").cmap
     for k, ax in enumerate(axes):
         vec = _np(W[k])
