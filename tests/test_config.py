@@ -11,7 +11,8 @@ def test_json_round_trip_preserves_every_field():
         model=sp.ModelConfig("relu_hidden", 10, 5),
         data=sp.DataConfig(feature_probability=(1.0, (0.5,) * 10), importance=tuple(0.75**i for i in range(10)),
                            distribution="correlated", set_size=5, signed=True),
-        train=sp.TrainConfig(steps=7, optimizer="adam", schedule="cosine", warmup_steps=2, restarts=3, snapshot_every=2),
+        train=sp.TrainConfig(steps=7, optimizer="adam", schedule="cosine", warmup_steps=2, restarts=3,
+                             snapshot_every=2),
         name="x",
     )
     again = sp.RunConfig.from_json(cfg.to_json())

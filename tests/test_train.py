@@ -57,7 +57,7 @@ def test_trained_linear_model_reaches_the_closed_form_optimum():
                        train=sp.TrainConfig(steps=2000, lr=3e-3, weight_decay=0.0, eval_batches=16))
     run = train(cfg, compile=False, progress=False)
     importance = 0.8 ** torch.arange(8.0)
-    for loss, p in zip(run.metrics.final_loss, (1.0, 0.3)):
+    for loss, p in zip(run.metrics.final_loss, (1.0, 0.3), strict=True):
         best = float(linear_optimal_loss(importance, p, 3))
         assert best * 0.98 < loss < best * 1.03, (p, loss, best)
 

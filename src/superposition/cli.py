@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,7 +79,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     probs.add_argument("--p-grid", type=float, nargs=3, metavar=("HIGH", "LOW", "NUM"),
                        help="NUM log-spaced feature probabilities from HIGH down to LOW")
     imp = p.add_mutually_exclusive_group()
-    imp.add_argument("--importance-decay", type=float, help=f"importance of feature i is r**i (default {t.importance_decay})")
+    imp.add_argument("--importance-decay", type=float,
+                     help=f"importance of feature i is r**i (default {t.importance_decay})")
     imp.add_argument("--importance", type=float, nargs="+", help="explicit per-feature importance")
     p.add_argument("--distribution", choices=["independent", "correlated", "anticorrelated"])
     p.add_argument("--set-size", type=int, help="features per correlated/anticorrelated set")
@@ -154,7 +156,7 @@ def _probabilities(args: argparse.Namespace) -> tuple[float, ...] | None:
             raise ConfigError(f"--p-grid NUM = {num:g} is invalid: must be an integer >= 1")
         if not (0 < low <= 1 and 0 < high <= 1):
             raise ConfigError(f"--p-grid = {high:g} {low:g} is invalid: HIGH and LOW must be in (0, 1]")
-        grid = torch.logspace(torch.log10(torch.tensor(high)), torch.log10(torch.tensor(low)), int(num), dtype=torch.float64)
+        grid = torch.logspace(math.log10(high), math.log10(low), int(num), dtype=torch.float64)
         return tuple(round(v, 8) for v in grid.tolist())
     return None
 
@@ -190,7 +192,8 @@ def instance_rows(run: Run) -> list[dict]:
 
 
 def format_table(run: Run) -> str:
-    head = f"{'inst':>4}  {'p':>9}  {'S':>7}  {'restart':>7}  {'loss':>10}  {'represented':>11}  {'D*':>6}  {'interf.':>7}"
+    head = (f"{'inst':>4}  {'p':>9}  {'S':>7}  {'restart':>7}  {'loss':>10}  {'represented':>11}  {'D*':>6}  "
+            f"{'interf.':>7}")
     lines = [head, "-" * len(head)]
     for r in instance_rows(run):
         p = r["p"]

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +203,7 @@ def _check_shapes(out: Path, config: RunConfig, params: Params, n_inst: int) -> 
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def provenance(device: str, compiled: bool, started: str) -> dict[str, Any]:
@@ -250,7 +250,8 @@ def load_checkpoint(out: Path) -> tuple[dict[str, Tensor], dict[str, Any]] | Non
             meta = json.loads((handle.metadata() or {})["meta"])
             tensors = {k: handle.get_tensor(k) for k in handle.keys()}
     except Exception as exc:  # a foreign or damaged file: say so rather than guess
-        raise RunDirError(f"{path}: unreadable checkpoint ({exc.__class__.__name__}: {exc}); delete it to start over") from None
+        raise RunDirError(f"{path}: unreadable checkpoint ({exc.__class__.__name__}: {exc}); "
+                          "delete it to start over") from None
     return tensors, meta
 
 

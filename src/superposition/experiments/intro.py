@@ -59,7 +59,7 @@ def dense_claim(W: Tensor) -> ClaimResult:
     on = represented(W)
     cos = abs(float(_cosines(W)[0, 1]))
     held = on.tolist() == [True, True, False, False, False] and cos < 0.1
-    return ClaimResult(SECTION, "Dense features: the two most important get orthogonal dimensions, the rest are dropped",
+    return ClaimResult(SECTION, "Dense: the two most important features get orthogonal dimensions, the rest none",
                        "features {0, 1} represented, |cos| < 0.1",
                        f"represented {_ids(on)}, |cos(W0, W1)| = {fmt(cos)}", held)
 
@@ -100,7 +100,7 @@ def _claims(runs: dict[str, Run]) -> list[ClaimResult]:
     norms = feature_norms(run.W)
     counts = represented(run.W).sum(-1).tolist()
     grid_counts = [counts[run.metrics.feature_probability.index(p)] for p in GRID]
-    monotone = all(a <= b for a, b in zip(grid_counts, grid_counts[1:]))
+    monotone = all(a <= b for a, b in zip(grid_counts, grid_counts[1:], strict=False))
     results.append(ClaimResult(SECTION, "Sparser features are stored in superposition: more features fit as S grows",
                                "represented count non-decreasing along 1 − S = 1 … 0.05",
                                f"counts {grid_counts}", monotone and grid_counts[-1] > 2))
