@@ -62,11 +62,16 @@ class ModelConfig:
     """n: number of input features."""
     n_hidden: int = 2
     """m: hidden dimensions (neurons)."""
+    init_std: float | None = None
+    """Standard deviation of the initial weights; None is xavier-normal of one instance's
+    [feat, hidden] matrix, sqrt(2 / (n_features + n_hidden))."""
 
     def __post_init__(self) -> None:
         _check_choice("model.kind", self.kind, MODEL_KINDS)
         _check_int("model.n_features", self.n_features, 1)
         _check_int("model.n_hidden", self.n_hidden, 1)
+        if self.init_std is not None:
+            _check_real("model.init_std", self.init_std, 0.0, math.inf)
 
 
 @dataclass(frozen=True)

@@ -32,12 +32,12 @@ def param_shapes(model: ModelConfig, n_inst: int) -> dict[str, tuple[int, ...]]:
 
 
 def init_params(model: ModelConfig, seeds: list[int]) -> Params:
-    """Xavier-normal weights per instance, zero bias.
+    """Xavier-normal weights per instance (or normal with `model.init_std`), zero bias.
 
     Each instance's weights come from its own generator seeded with its seed, and the scale is
     that of one instance's [feat, hidden] matrix, so neither depends on the other instances.
     """
-    std = math.sqrt(2.0 / (model.n_features + model.n_hidden))
+    std = model.init_std if model.init_std is not None else math.sqrt(2.0 / (model.n_features + model.n_hidden))
     params: Params = {}
     for name, shape in param_shapes(model, len(seeds)).items():
         if name == "b":

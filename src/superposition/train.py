@@ -89,7 +89,8 @@ def restore_state(state: TrainState, tensors: dict[str, Tensor], meta: dict) -> 
             v.copy_(tensors[f"{group}.{k}"])
     state.loss_steps, state.loss_curve = meta["loss_steps"], meta["loss_curve"]
     state.snapshot_steps = meta["snapshot_steps"]
-    state.snapshots = [{k: tensors[f"snapshot.{i}.{k}"] for k in state.params} for i in range(len(state.snapshot_steps))]
+    n_snapshots = len(state.snapshot_steps)
+    state.snapshots = [{k: tensors[f"snapshot.{i}.{k}"] for k in state.params} for i in range(n_snapshots)]
 
 
 def make_step(config: RunConfig, compiled: bool) -> StepFn:
@@ -357,7 +358,8 @@ def _prepare_out(config: RunConfig, out: str | os.PathLike[str] | None, overwrit
         elif rundir.is_complete(path):
             raise RunDirError(f"{path}: already holds a finished run; pass --overwrite or choose another --out")
         elif rundir.read_config(path) != config:
-            raise RunDirError(f"{path}: holds an unfinished run of a different config; pass --overwrite or choose another --out")
+            raise RunDirError(f"{path}: holds an unfinished run of a different config; "
+                              "pass --overwrite or choose another --out")
     path.mkdir(parents=True, exist_ok=True)
     rundir.atomic_write_bytes(path / rundir.CONFIG, (config.to_json() + "\n").encode())
     return path

@@ -57,10 +57,10 @@ def _linear_claim(run: Run) -> ClaimResult:
     checks = [_top_only(W) for W in run.W]
     held = all(ok and inter < 0.05 for ok, inter in checks)
     worst = max(inter for _, inter in checks)
-    kept = sum(ok for ok, _ in checks)
+    kept, total = sum(ok for ok, _ in checks), len(checks)
     return ClaimResult(SECTION, "The linear model keeps the 5 most important features, orthogonally, at every sparsity",
-                       "top 5 only at all 7 sparsities, interference < 0.05",
-                       f"top 5 only at {kept}/7, max interference {fmt(worst)}", held)
+                       f"top 5 only at all {total} sparsities, interference < 0.05",
+                       f"top 5 only at {kept}/{total}, max interference {fmt(worst)}", held)
 
 
 def _dense_relu_claim(run: Run) -> ClaimResult:
@@ -74,7 +74,12 @@ def _packing_claim(run: Run) -> ClaimResult:
     counts = represented(run.W).sum(-1).tolist()
     held = all(a <= b + 1 for a, b in zip(counts, counts[1:], strict=False)) and counts[-1] >= 2 * TOP
     return ClaimResult(SECTION, "As sparsity grows the ReLU model represents more features, in superposition",
-                       "counts grow (±1) to at least 2m = 10 features in m = 5 dimensions at 1 − S = 0.001", f"counts {counts}", held)
+                       f"counts grow (±1) to at least 2m = 10 features in m = 5 dimensions at 1 − S = "
+                       f"{_probabilities(run)[-1]}", f"counts {counts}", held)
+
+
+def _probabilities(run: Run) -> list[float]:
+    return [float(p) for p in run.metrics.feature_probability]
 
 
 def _first_superposed(run: Run) -> int:
@@ -92,7 +97,8 @@ def _order_claim(run: Run) -> ClaimResult:
     held = len(superposed) > 0 and len(clean) > 0 and float(clean.float().mean()) < float(superposed.float().mean())
     return ClaimResult(SECTION, "Less important features go into superposition first",
                        "at the first sparsity with > 5 features, superposed features are less important (higher index)",
-                       f"1 − S = {PROBABILITIES[i]}: orthogonal {clean.tolist()}, superposed {superposed.tolist()}",
+                       f"1 − S = {_probabilities(run)[i]}: orthogonal {clean.tolist()}, "
+                       f"superposed {superposed.tolist()}",
                        held)
 
 
@@ -106,14 +112,16 @@ def _antipodal_claim(run: Run) -> ClaimResult:
     shown = ", ".join(fmt(float(d)) for d in dims)
     return ClaimResult(SECTION, "Features first enter superposition as antipodal pairs",
                        "at the first sparsity with > 5 features, superposed features have D_i ≈ 1/2",
-                       f"1 − S = {PROBABILITIES[i]}: D_i = [{shown}]", held)
+                       f"1 − S = {_probabilities(run)[i]}: D_i = [{shown}]", held)
 
 
 def _bias_claim(run: Run) -> ClaimResult:
     dense, sparse = float(run.b[0].mean()), float(run.b[-1].mean())
+    sparsest = _probabilities(run)[-1]
     return ClaimResult(SECTION, "With superposition the ReLU model's biases turn negative",
-                       "mean bias < 0 at 1 − S = 0.001 and below its dense value",
-                       f"mean bias {fmt(dense)} (dense) → {fmt(sparse)} (1 − S = 0.001)", sparse < 0 and sparse < dense)
+                       f"mean bias < 0 at 1 − S = {sparsest} and below its dense value",
+                       f"mean bias {fmt(dense)} (dense) → {fmt(sparse)} (1 − S = {sparsest})",
+                       sparse < 0 and sparse < dense)
 
 
 RECIPE = Recipe("basic", SECTION, "20 features in 5 dimensions: linear vs ReLU output across sparsity",

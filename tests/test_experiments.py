@@ -1,0 +1,71 @@
+"""The paper's claims on small seeded runs of each recipe (best-of-N where the paper needed it)."""
+
+from dataclasses import replace
+
+import pytest
+
+import superposition as sp
+from superposition.experiments import RECIPES, basic, get_recipe, intro, run_recipe
+
+
+def shrink(config: sp.RunConfig, probabilities, steps: int, restarts: int) -> sp.RunConfig:
+    data = replace(config.data, feature_probability=tuple(probabilities))
+    return replace(config, data=data, train=replace(config.train, steps=steps, restarts=restarts))
+
+
+def assert_all_held(claims):
+    failed = [f"{c.claim}: expected {c.expected}, measured {c.measured}" for c in claims if not c.held]
+    assert not failed, "\n".join(failed)
+
+
+@pytest.mark.slow
+def test_intro_claims_hold_on_a_small_run():
+    config = shrink(intro.configs(quick=True)["relu_output"], intro.HIGHLIGHT, steps=4000, restarts=8)
+    run = sp.train(config, compile=False, progress=False)
+    W = {p: run.W[k] for k, p in enumerate(intro.HIGHLIGHT)}
+    assert_all_held([intro.dense_claim(W[1.0]), intro.antipodal_claim(W[0.2]), intro.pentagon_claim(W[0.1])])
+
+
+@pytest.mark.slow
+def test_basic_claims_hold_on_a_small_run():
+    probabilities = (1.0, 0.3, 0.03, 0.003)
+    runs = {name: sp.train(shrink(cfg, probabilities, steps=4000, restarts=1), compile=False, progress=False)
+            for name, cfg in basic.configs(quick=True).items()}
+    claims = basic.RECIPE.claims(runs)
+    assert len(claims) == 6
+    assert_all_held([c for c in claims if "2m = 10" not in c.expected])
+    counts = sp.analysis.represented_count(runs["relu_output"].W).tolist()
+    assert counts[0] == 5 and counts[-1] > 5, counts  # superposition appears with sparsity
+
+
+def test_claims_detect_wrong_geometry():
+    """The checks can fail: feed them geometries the paper rules out."""
+    import torch
+
+    square = torch.tensor([[1.0, 0], [0, 1], [-1, 0], [0, -1], [0, 0]])  # 4 features, two antipodal pairs
+    assert intro.antipodal_claim(square).held
+    assert not intro.pentagon_claim(square).held
+    assert not intro.dense_claim(square).held
+    pentagon = torch.stack([torch.tensor([torch.cos(a), torch.sin(a)]) for a in torch.arange(5) * 2 * torch.pi / 5])
+    assert intro.pentagon_claim(pentagon).held and not intro.antipodal_claim(pentagon).held
+
+
+def test_recipe_writes_runs_figures_and_claims_and_reuses_runs(tmp_path, monkeypatch):
+    tiny = {"relu_output": shrink(intro.configs(True)["relu_output"], intro.HIGHLIGHT + intro.GRID, 30, 1)}
+    recipe = replace(get_recipe("intro"), configs=lambda quick: tiny)
+    first = run_recipe(recipe, tmp_path, quick=True, compile=False, progress=False)
+    assert (tmp_path / "relu_output" / "metrics.json").exists()
+    assert {p.name for p in tmp_path.glob("*.png")} == {"intro.png", "intro_grid.png"}
+    assert all(p.stat().st_size > 10_000 for p in tmp_path.glob("*.png"))
+    assert (tmp_path / "claims.json").exists() and len(first.claims) == 4
+    again = run_recipe(recipe, tmp_path, quick=True, compile=False, progress=False)
+    assert again.reused == ["relu_output"]
+    other = replace(recipe, configs=lambda quick: {"relu_output": shrink(tiny["relu_output"], intro.HIGHLIGHT, 30, 1)})
+    with pytest.raises(sp.RunDirError, match="different config"):
+        run_recipe(other, tmp_path, quick=True, compile=False, progress=False)
+
+
+def test_registry():
+    assert set(RECIPES) == {"intro", "basic"}
+    with pytest.raises(sp.ConfigError, match="intro"):
+        get_recipe("nope")
