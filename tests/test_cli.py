@@ -117,3 +117,31 @@ def test_console_script_is_installed(tmp_path):
     assert result.returncode == 0, result.stderr
     bad = subprocess.run([exe, "show", str(tmp_path / "missing")], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_kill_9_then_the_same_command_resumes_to_the_same_weights(tmp_path):
+    """A real SIGKILL mid-run: the directory never looks finished, and rerunning completes it exactly."""
+    import signal
+    import time
+
+    import torch
+
+    exe = shutil.which("superposition", path=os.path.dirname(sys.executable)) or shutil.which("superposition")
+    out = tmp_path / "r"
+    cmd = [exe, "train", "-p", "1", "0.1", "--steps", "4000", "--batch", "256", "--compile", "off", "--quiet",
+           "--checkpoint-every", "200", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not (out / "checkpoint.safetensors").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    if proc.poll() is not None:
+        pytest.skip("the run finished before it could be killed")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "metrics.json").exists() and (out / "checkpoint.safetensors").exists()
+    assert not list(out.glob("*.tmp")) or all(p.name.startswith(".") for p in out.glob("*.tmp"))
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    reference = sp.train(sp.load_run(out).config, compile=False, progress=False)
+    torch.testing.assert_close(sp.load_run(out).W, reference.W, rtol=0, atol=0)

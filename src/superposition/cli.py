@@ -97,6 +97,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-all-restarts", action="store_true", default=None)
     p.add_argument("--log-every", type=int, help=f"steps between loss-curve points (default {d.log_every})")
     p.add_argument("--snapshot-every", type=int, help="save weights every N steps (learning dynamics)")
+    p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
+                   help="save a resumable checkpoint every STEPS steps (default: every 30 s)")
     p.add_argument("--name", help="run name")
     p.add_argument("--out", type=Path, default=Path("runs/train"), help="run directory (default runs/train)")
     _add_execution(p)
@@ -163,8 +165,10 @@ def _probabilities(args: argparse.Namespace) -> tuple[float, ...] | None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise ConfigError(f"--checkpoint-every = {args.checkpoint_every} is invalid: must be an integer >= 1")
     run = train(config, device=args.device, compile=_compile_mode(args.compile), progress=not args.quiet,
-                out=args.out, overwrite=args.overwrite)
+                out=args.out, overwrite=args.overwrite, checkpoint_every=args.checkpoint_every)
     m = run.metrics
     print(f"trained {config.n_instances} instances ({config.data.n_configs} configurations × "
           f"{config.train.restarts} restarts) for {config.train.steps} steps in {m.train_seconds:.1f} s "
