@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -169,12 +169,13 @@ def train(config: RunConfig, *, device: str | torch.device = "cpu", compile: Com
     dev = resolve_device(device)
     out_dir = _prepare_out(config, out, overwrite)
     state = init_state(config, dev)
-    resumed = out_dir is not None and _resume(out_dir, state)
-    compiled = should_compile(config, compile)
+    if out_dir is not None:
+        _resume(out_dir, state)
     with _keep_freed_memory():
-        step_fn, compiled = _build_step(config, compiled)
-        seconds, rate = _loop(config, state, step_fn, dev, progress, out_dir, checkpoint_every, resumed)
-    run = _finish(config, state, compiled, seconds, rate, rundir.provenance(str(dev), compiled, started))
+        step_fn, compiled = _build_step(config, should_compile(config, compile))
+        done = _loop(config, state, step_fn, compiled, dev, progress, out_dir, checkpoint_every)
+    prov = rundir.provenance(str(dev), done.compiled, started)
+    run = _finish(config, state, done, prov)
     if out_dir is not None:
         rundir.save_run(run, out_dir)
         rundir.remove_checkpoint(out_dir)
@@ -235,9 +236,15 @@ def _build_step(config: RunConfig, compiled: bool) -> tuple[StepFn, bool]:
         return make_step(config, False), False
 
 
-def _loop(config: RunConfig, state: TrainState, step_fn: StepFn, dev: torch.device, progress: bool,
-          out_dir: Path | None, checkpoint_every: int | None, resumed: bool) -> tuple[float, float]:
-    """Run the remaining steps; returns (seconds, steps per second after the first step)."""
+class LoopResult(NamedTuple):
+    seconds: float
+    steps_per_second: float  # after the first (possibly compiling) step
+    compiled: bool  # False when the compiled step failed and training went on eagerly
+
+
+def _loop(config: RunConfig, state: TrainState, step_fn: StepFn, compiled: bool, dev: torch.device,
+          progress: bool, out_dir: Path | None, checkpoint_every: int | None) -> LoopResult:
+    """Run the remaining steps of `state`, logging, snapshotting and checkpointing on the way."""
     cfg = config.train
     spec = feature_spec(config, device=dev)
     lrs = lr_table(cfg).to(dev)
@@ -255,7 +262,7 @@ def _loop(config: RunConfig, state: TrainState, step_fn: StepFn, dev: torch.devi
         except Exception as exc:
             if s == start + 1 and _is_compile_failure(exc):
                 warnings.warn(f"torch.compile failed ({exc.__class__.__name__}); training eagerly", stacklevel=3)
-                step_fn = make_step(config, False)
+                step_fn, compiled = make_step(config, False), False
                 step_fn(state.params, state.exp_avg, state.exp_avg_sq, state.step, state.loss_sum, spec, lrs)
             else:
                 raise
@@ -272,7 +279,7 @@ def _loop(config: RunConfig, state: TrainState, step_fn: StepFn, dev: torch.devi
     end = time.perf_counter()
     done = cfg.steps - start
     rate = (done - 1) / (end - t_first) if done > 1 and end > t_first else 0.0
-    return end - t0, rate
+    return LoopResult(end - t0, rate, compiled)
 
 
 def _is_compile_failure(exc: Exception) -> bool:
@@ -304,8 +311,7 @@ def _checkpoint_meta(config: RunConfig, state: TrainState) -> dict:
             "loss_curve": state.loss_curve, "snapshot_steps": state.snapshot_steps}
 
 
-def _finish(config: RunConfig, state: TrainState, compiled: bool, seconds: float, rate: float,
-            prov: dict) -> Run:
+def _finish(config: RunConfig, state: TrainState, done: LoopResult, prov: dict) -> Run:
     """Evaluate, keep the best restart per configuration, and assemble the Run."""
     params = {k: v.detach() for k, v in state.params.items()}
     losses = evaluate(config, params).cpu()
@@ -326,9 +332,9 @@ def _finish(config: RunConfig, state: TrainState, compiled: bool, seconds: float
         restart=[table.restart[k] for k in keep],
         feature_probability=[_jsonable(probs[table.config_index[k]]) for k in keep],
         restart_losses=losses.view(-1, restarts).tolist(),
-        train_seconds=seconds,
-        steps_per_second=rate,
-        compiled=compiled,
+        train_seconds=done.seconds,
+        steps_per_second=done.steps_per_second,
+        compiled=done.compiled,
     )
     idx = torch.tensor(keep)
     kept = {k: v.cpu()[idx].contiguous() for k, v in params.items()}
@@ -371,9 +377,7 @@ def _clear_run(path: Path) -> None:
         (path / name).unlink(missing_ok=True)
 
 
-def _resume(path: Path, state: TrainState) -> bool:
+def _resume(path: Path, state: TrainState) -> None:
     found = rundir.load_checkpoint(path)
-    if found is None:
-        return False
-    restore_state(state, *found)
-    return True
+    if found is not None:
+        restore_state(state, *found)
