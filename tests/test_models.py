@@ -66,3 +66,4 @@ def test_toy_model_module_runs():
     model = sp.ToyModel(sp.ModelConfig("abs_mlp", 6, 3), {k: v.float() for k, v in params.items()})
     assert model(x.float()).shape == x.shape
     assert model.n_instances == 4
+    assert "kind=abs_mlp, n_instances=4, n_features=6, n_hidden=3" in repr(model)

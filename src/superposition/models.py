@@ -245,5 +245,9 @@ class ToyModel(nn.Module):
     def params(self) -> Params:
         return dict(self.named_parameters())
 
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"kind={c.kind}, n_instances={self.n_instances}, n_features={c.n_features}, n_hidden={c.n_hidden}"
+
     def forward(self, x: Tensor) -> Tensor:
         return forward(self.kind, self.params(), x).output
