@@ -2,7 +2,15 @@ import pytest
 import torch
 
 import superposition as sp
-from superposition.models import BMM, UNROLLED, forward, init_params, loss_and_grads, param_shapes, target
+from superposition.models import (
+    forward,
+    gradient_fn,
+    init_params,
+    loss_and_grads,
+    loss_and_grads_unrolled,
+    param_shapes,
+    target,
+)
 
 KINDS = ["linear", "relu_output", "relu_hidden", "abs_mlp"]
 
@@ -20,11 +28,11 @@ def random_case(kind, n=6, m=3, inst=4, batch=32, seed=0):
     return params, x, importance
 
 
-@pytest.mark.parametrize("ops", [BMM, UNROLLED], ids=["bmm", "unrolled"])
+@pytest.mark.parametrize("gradients", [loss_and_grads, loss_and_grads_unrolled], ids=["bmm", "unrolled"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_hand_written_gradients_equal_autograd(kind, ops):
+def test_hand_written_gradients_equal_autograd(kind, gradients):
     params, x, importance = random_case(kind)
-    loss, grads = loss_and_grads(kind, params, x, importance, ops)
+    loss, grads = gradients(kind, params, x, importance)
     leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
     out = forward(kind, leaves, x).output
     ref = (importance.unsqueeze(1) * (out - target(kind, x)) ** 2).mean(dim=(1, 2))
@@ -34,10 +42,10 @@ def test_hand_written_gradients_equal_autograd(kind, ops):
         torch.testing.assert_close(grads[name], leaf.grad, msg=f"gradient of {name}")
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_contractions_agree(kind):
-    params, x, _ = random_case(kind)
-    torch.testing.assert_close(forward(kind, params, x, BMM).output, forward(kind, params, x, UNROLLED).output)
+def test_compiled_steps_unroll_small_hidden_sizes_only():
+    assert gradient_fn(sp.ModelConfig(n_hidden=2), compiled=True) is loss_and_grads_unrolled
+    assert gradient_fn(sp.ModelConfig(n_hidden=2), compiled=False) is loss_and_grads
+    assert gradient_fn(sp.ModelConfig(n_features=200, n_hidden=20), compiled=True) is loss_and_grads
 
 
 def test_forward_definitions():

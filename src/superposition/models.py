@@ -6,8 +6,10 @@ Parameters (all with a leading ``inst`` axis):
   ``W[k, i, :]``) and ``b [inst, feat]``.
 - abs_mlp: ``W1 [inst, feat, hidden]``, ``W2 [inst, hidden, feat]``, ``b [inst, feat]``.
 
-`loss_and_grads` is the training path: hand-written gradients (checked against autograd in the
-tests), so a whole step is a handful of fusable tensor operations.
+The training path uses hand-written gradients (both checked against autograd in the tests), so a
+whole step is a handful of fusable tensor operations: `loss_and_grads` (batched matrix products;
+the eager reference and the compiled path for larger hidden sizes) and `loss_and_grads_unrolled`
+(the same maths unrolled over `hidden`, batch innermost, for the compiler).
 """
 
 from __future__ import annotations
@@ -55,47 +57,9 @@ def _generator(seed: int, name: str) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(seed, STREAM_INIT, salt) & ((1 << 63) - 1))
 
 
-# --- contractions ---------------------------------------------------------------------------
+# --- the gradient path of the compiled step -------------------------------------------------
 # Batched matrix products at these skinny shapes cost ~40 µs each through BLAS. When the hidden
 # size is small, unrolling over it lets the compiler fuse the products into its loops instead.
-
-
-class Contractions(NamedTuple):
-    xw: object  # ([inst, batch, feat], [inst, feat, hidden]) -> [inst, batch, hidden]
-    hwt: object  # ([inst, batch, hidden], [inst, feat, hidden]) -> [inst, batch, feat]
-    atb: object  # ([inst, batch, feat], [inst, batch, hidden]) -> [inst, feat, hidden]
-
-
-def _xw_bmm(x: Tensor, w: Tensor) -> Tensor:
-    return torch.bmm(x, w)
-
-
-def _hwt_bmm(h: Tensor, w: Tensor) -> Tensor:
-    return torch.bmm(h, w.transpose(1, 2))
-
-
-def _atb_bmm(a: Tensor, c: Tensor) -> Tensor:
-    return torch.bmm(a.transpose(1, 2), c)
-
-
-def _xw_unrolled(x: Tensor, w: Tensor) -> Tensor:
-    return torch.cat([(x * w[:, None, :, k]).sum(-1, keepdim=True) for k in range(w.shape[-1])], -1)
-
-
-def _hwt_unrolled(h: Tensor, w: Tensor) -> Tensor:
-    out = h[..., 0:1] * w[:, None, :, 0]
-    for k in range(1, w.shape[-1]):
-        out = out + h[..., k : k + 1] * w[:, None, :, k]
-    return out
-
-
-def _atb_unrolled(a: Tensor, c: Tensor) -> Tensor:
-    return torch.stack([(a * c[..., k : k + 1]).sum(1) for k in range(c.shape[-1])], -1)
-
-
-BMM = Contractions(_xw_bmm, _hwt_bmm, _atb_bmm)
-UNROLLED = Contractions(_xw_unrolled, _hwt_unrolled, _atb_unrolled)
-
 
 # Measured on the 2-core EPYC box, compiled, batch 1024: `loss_and_grads_unrolled` beats bmm
 # 3-4x from 2 up to 10 hidden units (5/2, 20/5, 50/5, 200/5, 40/10, 100/10) and is only on par at
@@ -103,10 +67,10 @@ UNROLLED = Contractions(_xw_unrolled, _hwt_unrolled, _atb_unrolled)
 UNROLL_MAX_HIDDEN = 12
 
 
-def contractions_for(model: ModelConfig, compiled: bool) -> Contractions:
-    """UNROLLED (run by `loss_and_grads_unrolled` in the compiled step) for a small hidden size,
-    else BMM. Unrolled products only pay inside a compiled step."""
-    return UNROLLED if compiled and model.n_hidden <= UNROLL_MAX_HIDDEN else BMM
+def gradient_fn(model: ModelConfig, compiled: bool):
+    """`loss_and_grads_unrolled` inside a compiled step with a small hidden size, else
+    `loss_and_grads` (bmm). Both have the signature (kind, params, x, importance)."""
+    return loss_and_grads_unrolled if compiled and model.n_hidden <= UNROLL_MAX_HIDDEN else loss_and_grads
 
 
 def loss_and_grads_unrolled(kind: str, params: Params, x: Tensor, importance: Tensor) -> LossAndGrads:
@@ -170,17 +134,17 @@ class Forward(NamedTuple):
     hidden: Tensor  # [inst, batch, hidden]
 
 
-def forward(kind: str, params: Params, x: Tensor, ops: Contractions = BMM) -> Forward:
+def forward(kind: str, params: Params, x: Tensor) -> Forward:
     """Run the model `kind` on ``x [inst, batch, feat]``."""
     b = params["b"].unsqueeze(1)
     if kind == "abs_mlp":
-        h = torch.relu(ops.xw(x, params["W1"]))
-        pre = ops.hwt(h, params["W2"].transpose(1, 2)) + b
+        h = torch.relu(torch.bmm(x, params["W1"]))
+        pre = torch.bmm(h, params["W2"]) + b
         return Forward(torch.relu(pre), pre, h)
-    h = ops.xw(x, params["W"])
+    h = torch.bmm(x, params["W"])
     if kind == "relu_hidden":
         h = torch.relu(h)
-    pre = ops.hwt(h, params["W"]) + b
+    pre = torch.bmm(h, params["W"].transpose(1, 2)) + b
     out = pre if kind == "linear" else torch.relu(pre)
     return Forward(out, pre, h)
 
@@ -200,10 +164,9 @@ class LossAndGrads(NamedTuple):
     grads: Params  # same names and shapes as the parameters
 
 
-def loss_and_grads(kind: str, params: Params, x: Tensor, importance: Tensor,
-                   ops: Contractions = BMM) -> LossAndGrads:
+def loss_and_grads(kind: str, params: Params, x: Tensor, importance: Tensor) -> LossAndGrads:
     """Per-instance loss and the gradient of its sum over instances, by hand."""
-    fwd = forward(kind, params, x, ops)
+    fwd = forward(kind, params, x)
     err = fwd.output - target(kind, x)
     weighted = importance.unsqueeze(1) * err
     loss = (weighted * err).mean(dim=(1, 2))
@@ -213,15 +176,15 @@ def loss_and_grads(kind: str, params: Params, x: Tensor, importance: Tensor,
     grads = {"b": d.sum(1)}
     if kind == "abs_mlp":
         w2t = params["W2"].transpose(1, 2)
-        grads["W2"] = ops.atb(d, fwd.hidden).transpose(1, 2)
-        dh = torch.where(fwd.hidden > 0, ops.xw(d, w2t), 0.0)
-        grads["W1"] = ops.atb(x, dh)
+        grads["W2"] = torch.bmm(fwd.hidden.transpose(1, 2), d)
+        dh = torch.where(fwd.hidden > 0, torch.bmm(d, w2t), 0.0)
+        grads["W1"] = torch.bmm(x.transpose(1, 2), dh)
         return LossAndGrads(loss, grads)
     w = params["W"]
-    dh = ops.xw(d, w)
+    dh = torch.bmm(d, w)
     if kind == "relu_hidden":
         dh = torch.where(fwd.hidden > 0, dh, 0.0)
-    grads["W"] = ops.atb(d, fwd.hidden) + ops.atb(x, dh)
+    grads["W"] = torch.bmm(d.transpose(1, 2), fwd.hidden) + torch.bmm(x.transpose(1, 2), dh)
     return LossAndGrads(loss, grads)
 
 

@@ -29,17 +29,7 @@ from tqdm.auto import tqdm
 from . import run as rundir
 from .config import ConfigError, RunConfig
 from .data import STREAM_EVAL, FeatureSpec, feature_spec, instances, sample
-from .models import (
-    UNROLLED,
-    Params,
-    contractions_for,
-    forward,
-    init_params,
-    instance_loss,
-    loss_and_grads,
-    loss_and_grads_unrolled,
-    target,
-)
+from .models import Params, forward, gradient_fn, init_params, instance_loss, target
 from .optim import adam_update, lr_table
 from .run import Metrics, Run, RunDirError
 
@@ -96,15 +86,12 @@ def restore_state(state: TrainState, tensors: dict[str, Tensor], meta: dict) -> 
 def make_step(config: RunConfig, compiled: bool) -> StepFn:
     """The training step: sample, loss and gradients, Adam(W), all in place on the state."""
     kind, data, cfg = config.model.kind, config.data, config.train
-    ops = contractions_for(config.model, compiled)
+    gradients = gradient_fn(config.model, compiled)
 
     def step_fn(params: Params, exp_avg: Params, exp_avg_sq: Params, step: Tensor, loss_sum: Tensor,
                 spec: FeatureSpec, lrs: Tensor) -> None:
         x = sample(spec, step, cfg.batch_size, data.distribution, data.set_size, data.signed)
-        if ops is UNROLLED:
-            loss, grads = loss_and_grads_unrolled(kind, params, x, spec.importance)
-        else:
-            loss, grads = loss_and_grads(kind, params, x, spec.importance, ops)
+        loss, grads = gradients(kind, params, x, spec.importance)
         loss_sum.add_(loss)
         lr = torch.index_select(lrs, 0, step.view(1)).squeeze(0)
         t = step + 1
