@@ -96,6 +96,12 @@ def test_show_refuses_foreign_directories(tmp_path, capsys, setup, words):
     assert all(w in err for w in words), err
 
 
+def test_show_on_an_experiment_directory_lists_its_runs(tmp_path, capsys):
+    assert run_cli([*TRAIN, "--out", str(tmp_path / "exp" / "a")], capsys)[0] == 0
+    code, _, err = run_cli(["show", str(tmp_path / "exp")], capsys)
+    assert code == 2 and "show one of" in err and str(tmp_path / "exp" / "a") in err
+
+
 def test_finished_run_is_not_overwritten_silently(tmp_path, capsys):
     out = tmp_path / "r"
     assert run_cli([*TRAIN, "--out", str(out)], capsys)[0] == 0

@@ -210,6 +210,9 @@ def format_table(run: Run) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    runs = sorted(p.parent for p in args.run.glob("*/config.json")) if args.run.is_dir() else []
+    if runs and not (args.run / "config.json").exists():
+        raise RunDirError(f"{args.run}: holds several runs; show one of: {', '.join(str(r) for r in runs)}")
     run = load_run(args.run)
     if args.json:
         for row in instance_rows(run):
