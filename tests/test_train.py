@@ -62,11 +62,21 @@ def test_trained_linear_model_reaches_the_closed_form_optimum():
         assert best * 0.98 < loss < best * 1.03, (p, loss, best)
 
 
-def test_compiled_step_matches_eager():
-    cfg = small_config(steps=100)
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, distribution", [
+    ("linear", "independent"), ("relu_output", "independent"), ("relu_hidden", "independent"),
+    ("abs_mlp", "independent"), ("relu_output", "correlated"), ("relu_output", "anticorrelated"),
+])
+def test_compiled_step_matches_eager(kind, distribution):
+    cfg = small_config(kind, n=6, m=3, steps=100)
+    if distribution != "independent":
+        cfg = sp.RunConfig(model=cfg.model, train=cfg.train,
+                           data=sp.DataConfig(feature_probability=(0.3,), distribution=distribution, set_size=3))
     eager = train(cfg, compile=False, progress=False)
     compiled = train(cfg, compile=True, progress=False)
-    torch.testing.assert_close(compiled.W, eager.W, rtol=1e-4, atol=1e-5)
+    assert compiled.metrics.compiled and not eager.metrics.compiled
+    for name in eager.params:
+        torch.testing.assert_close(compiled.params[name], eager.params[name], rtol=1e-4, atol=1e-5)
 
 
 def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
