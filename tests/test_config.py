@@ -42,6 +42,12 @@ def test_json_round_trip_preserves_every_field():
          "data.importance"),
         (lambda: sp.RunConfig(model=sp.ModelConfig(n_features=5),
                               data=sp.DataConfig(distribution="correlated", set_size=2)), "data.set_size"),
+        (lambda: sp.DataConfig(feature_probability=(1.0, 0.5), importance=((1.0, 1.0),)), "data.importance"),
+        (lambda: sp.DataConfig(feature_probability=(1.0, 0.5), importance=((1.0, 1.0), 2.0)), "data.importance"),
+        (lambda: sp.DataConfig(feature_probability=(1.0,), importance=((1.0, -1.0),)), "data.importance[0][1]"),
+        (lambda: sp.RunConfig(model=sp.ModelConfig(n_features=3),
+                              data=sp.DataConfig(feature_probability=(1.0,), importance=((1.0, 1.0),))),
+         "data.importance"),
     ],
 )
 def test_bad_values_name_the_field(build, field):
@@ -62,3 +68,14 @@ def test_instances_are_configs_times_restarts():
     assert cfg.n_instances == 12
     assert sp.TrainConfig().resolved_weight_decay == 0.01
     assert sp.TrainConfig(optimizer="adam").resolved_weight_decay == 0.0
+
+
+def test_importance_per_configuration():
+    data = sp.DataConfig(feature_probability=(1.0, 0.1), importance=[[1.0, 0.5], [1.0, 3.0]])
+    cfg = sp.RunConfig(model=sp.ModelConfig(n_features=2, n_hidden=1), data=data, train=sp.TrainConfig(restarts=2))
+    assert data.per_config_importance and not sp.DataConfig(importance=(1.0,)).per_config_importance
+    assert sp.RunConfig.from_json(cfg.to_json()) == cfg
+    from superposition.data import feature_spec
+
+    spec = feature_spec(cfg)
+    assert spec.importance.tolist() == [[1.0, 0.5], [1.0, 0.5], [1.0, 3.0], [1.0, 3.0]]

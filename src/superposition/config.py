@@ -82,8 +82,9 @@ class DataConfig:
     """p (= 1 - S), one entry per configuration: a float for all features, or one per feature."""
     importance_decay: float = 1.0
     """Importance of feature i is importance_decay**i (ignored when `importance` is given)."""
-    importance: tuple[float, ...] | None = None
-    """Explicit per-feature importance; overrides `importance_decay`."""
+    importance: tuple[float, ...] | tuple[tuple[float, ...], ...] | None = None
+    """Explicit per-feature importance, overriding `importance_decay`: one list for every
+    configuration, or a list of lists, one per configuration (aligned with `feature_probability`)."""
     distribution: Distribution = "independent"
     """independent features; correlated sets (a set is all-zero together with probability 1 - p,
     else each member U[0, 1]); anticorrelated sets (all-zero with probability 1 - p, else exactly
@@ -104,8 +105,7 @@ class DataConfig:
             for q in p if isinstance(p, tuple) else (p,):
                 _check_real(f"data.feature_probability[{i}]", q, 0.0, 1.0, low_open=True)
         _check_real("data.importance_decay", self.importance_decay, 0.0, math.inf, low_open=True)
-        for i, w in enumerate(self.importance or ()):
-            _check_real(f"data.importance[{i}]", w, 0.0, math.inf)
+        self._check_importance()
         _check_choice("data.distribution", self.distribution, DISTRIBUTIONS)
         if self.set_size is not None:
             _check_int("data.set_size", self.set_size, 1)
@@ -113,6 +113,32 @@ class DataConfig:
             _fail("data.set_size", None, f"is required for {self.distribution} data")
         if not isinstance(self.signed, bool):
             _fail("data.signed", self.signed, "must be true or false")
+
+    def _check_importance(self) -> None:
+        imp = self.importance
+        if imp is None:
+            return
+        if not isinstance(imp, tuple) or len(imp) == 0:
+            _fail("data.importance", imp,
+                  "must be a non-empty list of numbers >= 0, or one such list per configuration")
+        if self.per_config_importance:
+            if not all(isinstance(row, tuple) for row in imp):
+                _fail("data.importance", imp, "must be all numbers or all lists (one per configuration), not a mix")
+            if len(imp) != self.n_configs:
+                _fail("data.importance", f"{len(imp)} lists",
+                      f"must have one list per configuration (len(data.feature_probability) = {self.n_configs})")
+            rows = {len(row) for row in imp}
+            if len(rows) != 1:
+                _fail("data.importance", imp, "per-configuration lists must all have the same length")
+        for i, row in enumerate(imp if self.per_config_importance else (imp,)):
+            for j, w in enumerate(row):
+                where = f"data.importance[{i}][{j}]" if self.per_config_importance else f"data.importance[{j}]"
+                _check_real(where, w, 0.0, math.inf)
+
+    @property
+    def per_config_importance(self) -> bool:
+        """True when `importance` holds one list per configuration."""
+        return isinstance(self.importance, tuple) and any(isinstance(w, tuple) for w in self.importance)
 
     @property
     def n_configs(self) -> int:
@@ -189,9 +215,11 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         n = self.model.n_features
-        if self.data.importance is not None and len(self.data.importance) != n:
-            _fail("data.importance", list(self.data.importance),
-                  f"must have one value per feature (model.n_features = {n}), got {len(self.data.importance)}")
+        imp = self.data.importance
+        width = len(imp[0]) if self.data.per_config_importance else len(imp or ())
+        if imp is not None and width != n:
+            _fail("data.importance", list(imp),
+                  f"must have one value per feature (model.n_features = {n}), got {width}")
         for i, p in enumerate(self.data.feature_probability):
             if isinstance(p, tuple) and len(p) != n:
                 _fail(f"data.feature_probability[{i}]", list(p),

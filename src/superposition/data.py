@@ -143,12 +143,16 @@ def instances(config: RunConfig) -> Instances:
     )
 
 
-def importance_vector(config: RunConfig) -> Tensor:
-    """Per-feature importance ``[feat]``: the explicit list, or decay**i."""
+def importance_matrix(config: RunConfig) -> Tensor:
+    """Per-configuration, per-feature importance ``[config, feat]``: the explicit list(s), or decay**i."""
     data, n = config.data, config.model.n_features
-    if data.importance is not None:
+    if data.per_config_importance:
         return torch.tensor(data.importance, dtype=torch.float32)
-    return data.importance_decay ** torch.arange(n, dtype=torch.float64).to(torch.float32)
+    if data.importance is not None:
+        row = torch.tensor(data.importance, dtype=torch.float32)
+    else:
+        row = (data.importance_decay ** torch.arange(n, dtype=torch.float64)).to(torch.float32)
+    return row.expand(data.n_configs, n).contiguous()
 
 
 def probability_matrix(config: RunConfig) -> Tensor:
@@ -172,5 +176,5 @@ def feature_spec(config: RunConfig, stream: int = STREAM_DATA, device: str | tor
     keys = torch.tensor([derive_seed(s, stream) for s in seeds], dtype=torch.int64)
     set_keys = torch.tensor([derive_seed(s, stream, STREAM_SETS) for s in seeds], dtype=torch.int64)
     probability = probability_matrix(config)[table.config_index]
-    importance = importance_vector(config).expand_as(probability).contiguous()
+    importance = importance_matrix(config)[table.config_index]
     return FeatureSpec(*(t.to(device) for t in (keys, set_keys, probability, importance)))

@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from .config import ConfigError, RunConfig
+from .data import importance_matrix, probability_matrix
 from .models import Params, ToyModel, param_shapes
 
 CONFIG, WEIGHTS, METRICS, PROVENANCE = "config.json", "weights.safetensors", "metrics.json", "provenance.json"
@@ -90,6 +91,16 @@ class Run:
     @property
     def n_instances(self) -> int:
         return self.b.shape[0]
+
+    @property
+    def probability(self) -> Tensor:
+        """Feature probability p of every saved instance, ``[inst, feat]``."""
+        return probability_matrix(self.config)[self.metrics.config_index]
+
+    @property
+    def importance(self) -> Tensor:
+        """Feature importance of every saved instance, ``[inst, feat]``."""
+        return importance_matrix(self.config)[self.metrics.config_index]
 
 
 # --- writing ----------------------------------------------------------------------------------

@@ -1,19 +1,10 @@
 # ruff: noqa: N803, N806 - W is the paper's name for the embedding matrix
-"""Static figures in the paper's style (matplotlib). Plotting only draws what `analysis` computes.
-
-Every function takes plain tensors plus the values its labels come from, and returns a
-`matplotlib.figure.Figure` built without pyplot (no global state, no display needed; Jupyter still
-shows it). `save_figure` writes a PNG atomically.
-
-Vocabulary: ``W [inst, feat, hidden]``, ``b [inst, feat]``; p = `feature_probability` = 1 − S.
-"""
+"""Figures of the paper's introduction and section 2 (demonstrating superposition), and the
+training-curve and dimensionality plots every experiment reuses."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,55 +12,19 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from .analysis import dimensions_per_feature, feature_dimensionality, feature_norms, gram, interference
-
-Probability = float | Sequence[float]
-"""A configuration's feature probability: one p for all features, or one per feature."""
-
-GRAM_CMAP = "RdBu"
-IMPORTANCE_CMAP = "viridis"
-SUPERPOSITION_CMAP = "inferno"  # the paper's black (no superposition) → yellow (superposed)
-DPI = 150
-
-
-# --- labels -----------------------------------------------------------------------------------
-
-
-def _uniform_p(p: Probability) -> float | None:
-    """The single p of a configuration, or None when features differ."""
-    if isinstance(p, (int, float)):
-        return float(p)
-    values = [float(q) for q in p]
-    return values[0] if values and all(q == values[0] for q in values) else None
-
-
-def _pct(x: float) -> str:
-    return f"{round(100 * x, 6):.4g}%"
-
-
-def sparsity_label(p: Probability, short: bool = False) -> str:
-    """'1 − S = p = 0.1 (S = 90%)' (short: 'S = 90%\\np = 0.1'), computed from p."""
-    q = _uniform_p(p)
-    if q is None:
-        return "p per feature" if short else "1 − S = p per feature"
-    if short:
-        return f"S = {_pct(1 - q)}\np = {q:.4g}"
-    return f"1 − S = p = {q:.4g} (S = {_pct(1 - q)})"
-
-
-def _np(t: Tensor) -> np.ndarray:
-    return torch.as_tensor(t).detach().cpu().double().numpy()
-
-
-def _check_runs(W: Tensor, feature_probability: Sequence[Probability], name: str = "W") -> None:
-    if W.ndim != 3:
-        raise ValueError(f"{name} must have shape [inst, feat, hidden], got {tuple(W.shape)}")
-    if len(feature_probability) != W.shape[0]:
-        raise ValueError(
-            f"feature_probability has {len(feature_probability)} entries but {name} has "
-            f"{W.shape[0]} instances; give one per instance"
-        )
-
+from ..analysis import dimensions_per_feature, feature_dimensionality, feature_norms, gram, interference
+from .style import (
+    GRAM_CMAP,
+    IMPORTANCE_CMAP,
+    Probability,
+    _check_runs,
+    _cmap,
+    _np,
+    _scalar_mappable,
+    _superposition_cmap,
+    _uniform_p,
+    sparsity_label,
+)
 
 # --- figures ----------------------------------------------------------------------------------
 
@@ -289,52 +244,3 @@ def dimensionality_figure(W: Tensor, feature_probability: Sequence[Probability])
     ax.legend(fontsize=7, frameon=False, loc="upper right")
     return fig
 
-
-# --- helpers ----------------------------------------------------------------------------------
-
-
-def _cmap(name: str):
-    from matplotlib import colormaps
-
-    return colormaps[name]
-
-
-def _superposition_cmap():
-    """inferno without its palest end, so strongly superposed bars stay visible on white."""
-    from matplotlib.colors import ListedColormap
-
-    return ListedColormap(_cmap(SUPERPOSITION_CMAP)(np.linspace(0.0, 0.85, 256)), name="superposition")
-
-
-def _scalar_mappable(norm: Normalize, cmap: str):
-    from matplotlib.cm import ScalarMappable
-
-    return ScalarMappable(norm=norm, cmap=cmap)
-
-
-def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = DPI) -> Path:
-    """Write `fig` as a PNG at `path` atomically (temporary file beside it, then rename) and close it.
-
-    Creates missing parent directories. Returns the path written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=dpi, facecolor="white")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        _close(fig)
-    return path
-
-
-def _close(fig: Figure) -> None:
-    """Release a pyplot-managed figure; a figure built by this module holds no global state."""
-    if getattr(fig.canvas, "manager", None) is not None:
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
