@@ -21,7 +21,7 @@ import torch
 import superposition as sp
 from superposition.data import feature_spec, sample
 from superposition.optim import lr_table
-from superposition.train import _keep_freed_memory, init_state, make_step
+from superposition.train import _keep_freed_memory, init_state, l1_vector, make_step
 
 CONFIGS = {"5/2x10": (5, 2, 10), "20/5x10": (20, 5, 10), "200/20x20": (200, 20, 20)}
 BATCH = 1024
@@ -48,7 +48,7 @@ def measure(features: int, hidden: int, instances: int) -> dict:
     sampler = torch.compile(lambda s: sample(spec, s, BATCH).transpose(1, 2).contiguous(), fullgraph=True)
     buffer = torch.compile(lambda s: torch.zeros(instances, features, BATCH) + s, fullgraph=True)
     at = torch.tensor(5)
-    args = (state.params, state.exp_avg, state.exp_avg_sq, state.step, state.loss_sum, spec, lrs)
+    args = (state.params, state.exp_avg, state.exp_avg_sq, state.step, state.loss_sum, spec, lrs, l1_vector(config))
     shape = (BATCH, instances, features)
     return {
         "step": median_ms(lambda: step_fn(*args), n=100 if features > 50 else 300),

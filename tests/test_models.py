@@ -42,6 +42,23 @@ def test_hand_written_gradients_equal_autograd(kind, gradients):
         torch.testing.assert_close(grads[name], leaf.grad, msg=f"gradient of {name}")
 
 
+@pytest.mark.parametrize("gradients", [loss_and_grads, loss_and_grads_unrolled], ids=["bmm", "unrolled"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_gradients_with_a_separate_goal_and_an_l1_penalty_equal_autograd(kind, gradients):
+    params, x, importance = random_case(kind, seed=1)
+    goal = target(kind, x.roll(1, dims=1))
+    l1 = torch.tensor([0.0, 0.1, 0.5, 2.0], dtype=torch.float64)
+    loss, grads = gradients(kind, params, x, importance, goal=goal, l1=l1)
+    leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    fwd = forward(kind, leaves, x)
+    ref = (importance.unsqueeze(1) * (fwd.output - goal) ** 2).mean(dim=(1, 2))
+    penalty = l1 * fwd.hidden.abs().sum(-1).mean(-1)
+    (ref + penalty).sum().backward()
+    torch.testing.assert_close(loss, ref.detach())  # the reported loss is the squared error alone
+    for name, leaf in leaves.items():
+        torch.testing.assert_close(grads[name], leaf.grad, msg=f"gradient of {name}")
+
+
 def test_compiled_steps_unroll_small_hidden_sizes_only():
     assert gradient_fn(sp.ModelConfig(n_hidden=2), compiled=True) is loss_and_grads_unrolled
     assert gradient_fn(sp.ModelConfig(n_hidden=2), compiled=False) is loss_and_grads

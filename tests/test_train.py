@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -75,6 +77,18 @@ def test_compiled_step_matches_eager(kind, distribution):
     eager = train(cfg, compile=False, progress=False)
     compiled = train(cfg, compile=True, progress=False)
     assert compiled.metrics.compiled and not eager.metrics.compiled
+    for name in eager.params:
+        torch.testing.assert_close(compiled.params[name], eager.params[name], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra", [{"adversarial_eps": 0.1}, {"l1_hidden": (0.0, 0.2)}], ids=["adversarial", "l1"])
+def test_compiled_step_matches_eager_with_objective_extras(extra):
+    cfg = small_config("relu_output", n=6, m=3, probs=(1.0, 0.1), steps=100)
+    cfg = sp.RunConfig(model=cfg.model, data=cfg.data, train=replace(cfg.train, **extra))
+    eager = train(cfg, compile=False, progress=False)
+    compiled = train(cfg, compile=True, progress=False)
+    assert compiled.metrics.compiled
     for name in eager.params:
         torch.testing.assert_close(compiled.params[name], eager.params[name], rtol=1e-4, atol=1e-5)
 

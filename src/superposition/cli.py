@@ -95,6 +95,10 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--restarts", type=int, help="best-of-N: instances per configuration, the best is kept")
     p.add_argument("--keep-all-restarts", action="store_true", default=None)
+    p.add_argument("--l1-hidden", type=float, nargs="+", metavar="LAMBDA",
+                   help="L1 penalty λ on hidden activations: one, or one per configuration (default 0)")
+    p.add_argument("--adversarial-eps", type=float, metavar="EPS",
+                   help="adversarial training with WᵀW attacks of norm EPS × mean input norm (default 0: off)")
     p.add_argument("--log-every", type=int, help=f"steps between loss-curve points (default {d.log_every})")
     p.add_argument("--snapshot-every", type=int, help="save weights every N steps (learning dynamics)")
     p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
@@ -129,8 +133,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         data_kw["signed"] = True  # |x| of non-negative inputs is the identity
     data = _override(base.data, **data_kw, clear=("importance",) if args.importance_decay is not None else ())
     names = ("steps", "batch_size", "lr", "optimizer", "weight_decay", "schedule", "warmup_steps", "seed", "restarts",
-             "keep_all_restarts", "log_every", "snapshot_every")
-    train_cfg = _override(base.train, **{k: getattr(args, k) for k in names})
+             "keep_all_restarts", "log_every", "snapshot_every", "adversarial_eps")
+    l1 = args.l1_hidden
+    l1 = None if l1 is None else (l1[0] if len(l1) == 1 else tuple(l1))
+    train_cfg = _override(base.train, l1_hidden=l1, **{k: getattr(args, k) for k in names})
     return RunConfig(model=model, data=data, train=train_cfg, name=args.name or base.name)
 
 

@@ -172,6 +172,13 @@ class TrainConfig:
     """Save the weights every this many steps (learning dynamics), or never when None."""
     eval_batches: int = 8
     """Batches of fresh data used for the final per-instance loss."""
+    l1_hidden: float | tuple[float, ...] = 0.0
+    """λ of an L1 penalty on the hidden activations, λ · mean over the batch of ‖h‖₁, added to the
+    training objective (not to the reported loss). One value, or one per configuration."""
+    adversarial_eps: float = 0.0
+    """Adversarial training: attack each example with the most harmful per-feature WᵀW attack
+    (`superposition.attacks`) of norm adversarial_eps × the batch's mean input norm, and train
+    to reproduce the clean input. 0 turns it off; the paper's attacks use 0.1."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))
@@ -196,6 +203,11 @@ class TrainConfig:
         if self.snapshot_every is not None:
             _check_int("train.snapshot_every", self.snapshot_every, 1)
         _check_int("train.eval_batches", self.eval_batches, 1)
+        object.__setattr__(self, "l1_hidden", _freeze(self.l1_hidden))
+        for i, lam in enumerate(self.l1_hidden if isinstance(self.l1_hidden, tuple) else (self.l1_hidden,)):
+            where = f"train.l1_hidden[{i}]" if isinstance(self.l1_hidden, tuple) else "train.l1_hidden"
+            _check_real(where, lam, 0.0, math.inf)
+        _check_real("train.adversarial_eps", self.adversarial_eps, 0.0, math.inf)
 
     @property
     def resolved_weight_decay(self) -> float:
@@ -224,6 +236,13 @@ class RunConfig:
             if isinstance(p, tuple) and len(p) != n:
                 _fail(f"data.feature_probability[{i}]", list(p),
                       f"must be one number or one per feature (model.n_features = {n}), got {len(p)}")
+        l1 = self.train.l1_hidden
+        if isinstance(l1, tuple) and len(l1) != self.data.n_configs:
+            _fail("train.l1_hidden", list(l1), f"must be one number or one per configuration "
+                  f"(len(data.feature_probability) = {self.data.n_configs}), got {len(l1)}")
+        if self.train.adversarial_eps > 0 and self.model.kind == "abs_mlp":
+            _fail("train.adversarial_eps", self.train.adversarial_eps,
+                  "must be 0 for abs_mlp: the WᵀW attack needs a tied model (linear, relu_output, relu_hidden)")
         size = self.data.set_size
         if size is not None and n % size != 0:
             _fail("data.set_size", size, f"must divide model.n_features = {n}")

@@ -69,11 +69,12 @@ UNROLL_MAX_HIDDEN = 12
 
 def gradient_fn(model: ModelConfig, compiled: bool):
     """`loss_and_grads_unrolled` inside a compiled step with a small hidden size, else
-    `loss_and_grads` (bmm). Both have the signature (kind, params, x, importance)."""
+    `loss_and_grads` (bmm). Both have the signature (kind, params, x, importance, goal=None, l1=None)."""
     return loss_and_grads_unrolled if compiled and model.n_hidden <= UNROLL_MAX_HIDDEN else loss_and_grads
 
 
-def loss_and_grads_unrolled(kind: str, params: Params, x: Tensor, importance: Tensor) -> LossAndGrads:
+def loss_and_grads_unrolled(kind: str, params: Params, x: Tensor, importance: Tensor, goal: Tensor | None = None,
+                            l1: Tensor | None = None) -> LossAndGrads:
     """`loss_and_grads` for a small hidden size, written for the compiler (same maths, same
     results up to float rounding; slower than `loss_and_grads` when run eagerly).
 
@@ -98,7 +99,7 @@ def loss_and_grads_unrolled(kind: str, params: Params, x: Tensor, importance: Te
     for hk, w in zip(h, wout, strict=True):
         pre = pre + hk * w
     out = pre if kind == "linear" else torch.relu(pre)
-    err = out - target(kind, xt)
+    err = out - (target(kind, xt) if goal is None else _materialize(goal.transpose(1, 2)))
     weighted = importance.unsqueeze(2) * err
     loss = (weighted * err).mean(dim=(1, 2))
     d = weighted * (2.0 / (err.shape[1] * err.shape[2]))  # dL/d output
@@ -106,6 +107,9 @@ def loss_and_grads_unrolled(kind: str, params: Params, x: Tensor, importance: Te
         d = torch.where(pre > 0, d, 0.0)
     grads = {"b": d.sum(2)}
     dh = [(d * w).sum(1, keepdim=True) for w in wout]  # [inst, 1, batch] each
+    if l1 is not None:  # d/dh of l1 * mean_batch sum_k |h_k|
+        scale = (l1 / err.shape[2]).view(-1, 1, 1)
+        dh = [g + scale * torch.sign(hk) for g, hk in zip(dh, h, strict=True)]
     if kind in ("relu_hidden", "abs_mlp"):
         dh = [torch.where(zk > 0, g, 0.0) for zk, g in zip(z, dh, strict=True)]
     if untied:
@@ -164,10 +168,19 @@ class LossAndGrads(NamedTuple):
     grads: Params  # same names and shapes as the parameters
 
 
-def loss_and_grads(kind: str, params: Params, x: Tensor, importance: Tensor) -> LossAndGrads:
-    """Per-instance loss and the gradient of its sum over instances, by hand."""
+def loss_and_grads(kind: str, params: Params, x: Tensor, importance: Tensor, goal: Tensor | None = None,
+                   l1: Tensor | None = None) -> LossAndGrads:
+    """Per-instance loss and the gradient of its sum over instances, by hand.
+
+    - ``x [inst, batch, feat]``: the model's input.
+    - ``importance [inst, feat]``: weights of the squared error.
+    - ``goal [inst, batch, feat]``: what the output should be; default `target(kind, x)` (differs
+      from it in adversarial training, where x is the attacked input and goal the clean target).
+    - ``l1 [inst]``: optional coefficient λ of the hidden-activation penalty λ · mean_batch ‖h‖₁.
+      The gradients include it; the returned loss is the squared error alone.
+    """
     fwd = forward(kind, params, x)
-    err = fwd.output - target(kind, x)
+    err = fwd.output - (target(kind, x) if goal is None else goal)
     weighted = importance.unsqueeze(1) * err
     loss = (weighted * err).mean(dim=(1, 2))
     d = weighted * (2.0 / (err.shape[1] * err.shape[2]))  # dL/d output
@@ -177,15 +190,22 @@ def loss_and_grads(kind: str, params: Params, x: Tensor, importance: Tensor) -> 
     if kind == "abs_mlp":
         w2t = params["W2"].transpose(1, 2)
         grads["W2"] = torch.bmm(fwd.hidden.transpose(1, 2), d)
-        dh = torch.where(fwd.hidden > 0, torch.bmm(d, w2t), 0.0)
+        dh = torch.where(fwd.hidden > 0, _add_l1(torch.bmm(d, w2t), fwd.hidden, l1), 0.0)
         grads["W1"] = torch.bmm(x.transpose(1, 2), dh)
         return LossAndGrads(loss, grads)
     w = params["W"]
-    dh = torch.bmm(d, w)
+    dh = _add_l1(torch.bmm(d, w), fwd.hidden, l1)
     if kind == "relu_hidden":
         dh = torch.where(fwd.hidden > 0, dh, 0.0)
     grads["W"] = torch.bmm(d.transpose(1, 2), fwd.hidden) + torch.bmm(x.transpose(1, 2), dh)
     return LossAndGrads(loss, grads)
+
+
+def _add_l1(dh: Tensor, hidden: Tensor, l1: Tensor | None) -> Tensor:
+    """dh plus the gradient of l1 · mean_batch ‖h‖₁ with respect to h ``[inst, batch, hidden]``."""
+    if l1 is None:
+        return dh
+    return dh + (l1 / hidden.shape[1]).view(-1, 1, 1) * torch.sign(hidden)
 
 
 class ToyModel(nn.Module):

@@ -27,6 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import run as rundir
+from .attacks import worst_perturbation
 from .config import ConfigError, RunConfig
 from .data import STREAM_EVAL, FeatureSpec, feature_spec, instances, sample
 from .models import Params, forward, gradient_fn, init_params, instance_loss, target
@@ -87,11 +88,16 @@ def make_step(config: RunConfig, compiled: bool) -> StepFn:
     """The training step: sample, loss and gradients, Adam(W), all in place on the state."""
     kind, data, cfg = config.model.kind, config.data, config.train
     gradients = gradient_fn(config.model, compiled)
+    use_l1, adversarial = has_l1(config), cfg.adversarial_eps
 
     def step_fn(params: Params, exp_avg: Params, exp_avg_sq: Params, step: Tensor, loss_sum: Tensor,
-                spec: FeatureSpec, lrs: Tensor) -> None:
+                spec: FeatureSpec, lrs: Tensor, l1: Tensor) -> None:
         x = sample(spec, step, cfg.batch_size, data.distribution, data.set_size, data.signed)
-        loss, grads = gradients(kind, params, x, spec.importance)
+        goal = None
+        if adversarial:
+            goal = target(kind, x)
+            x = x + worst_perturbation(kind, params, x, spec.importance, adversarial)
+        loss, grads = gradients(kind, params, x, spec.importance, goal=goal, l1=l1 if use_l1 else None)
         loss_sum.add_(loss)
         lr = torch.index_select(lrs, 0, step.view(1)).squeeze(0)
         t = step + 1
@@ -102,6 +108,18 @@ def make_step(config: RunConfig, compiled: bool) -> StepFn:
     if not compiled:
         return step_fn
     return torch.compile(step_fn, fullgraph=True, dynamic=False)
+
+
+def has_l1(config: RunConfig) -> bool:
+    lam = config.train.l1_hidden
+    return any(v > 0 for v in lam) if isinstance(lam, tuple) else lam > 0
+
+
+def l1_vector(config: RunConfig, device: torch.device | str = "cpu") -> Tensor:
+    """The L1 penalty coefficient of every instance ``[inst]``."""
+    lam = config.train.l1_hidden
+    per_config = torch.tensor(lam if isinstance(lam, tuple) else (lam,) * config.data.n_configs)
+    return per_config[instances(config).config_index].to(device=device, dtype=torch.float32)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -234,7 +252,7 @@ def _loop(config: RunConfig, state: TrainState, step_fn: StepFn, compiled: bool,
     """Run the remaining steps of `state`, logging, snapshotting and checkpointing on the way."""
     cfg = config.train
     spec = feature_spec(config, device=dev)
-    lrs = lr_table(cfg).to(dev)
+    lrs, l1 = lr_table(cfg).to(dev), l1_vector(config, dev)
     start = int(state.step)
     snap_every = cfg.snapshot_every
     if snap_every and not state.snapshot_steps:
@@ -245,12 +263,12 @@ def _loop(config: RunConfig, state: TrainState, step_fn: StepFn, compiled: bool,
     t_first = last_ckpt = t0
     for s in range(start + 1, cfg.steps + 1):
         try:
-            step_fn(state.params, state.exp_avg, state.exp_avg_sq, state.step, state.loss_sum, spec, lrs)
+            step_fn(state.params, state.exp_avg, state.exp_avg_sq, state.step, state.loss_sum, spec, lrs, l1)
         except Exception as exc:
             if s == start + 1 and _is_compile_failure(exc):
                 warnings.warn(f"torch.compile failed ({exc.__class__.__name__}); training eagerly", stacklevel=3)
                 step_fn, compiled = make_step(config, False), False
-                step_fn(state.params, state.exp_avg, state.exp_avg_sq, state.step, state.loss_sum, spec, lrs)
+                step_fn(state.params, state.exp_avg, state.exp_avg_sq, state.step, state.loss_sum, spec, lrs, l1)
             else:
                 raise
         if s == start + 1:

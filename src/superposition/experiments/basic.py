@@ -16,7 +16,7 @@ from ..figures import basic_figure
 from ..run import Run
 from .base import ClaimResult, Recipe, fmt
 
-SECTION = "2 Demonstrating superposition"
+SECTION = "3 Demonstrating superposition"
 PROBABILITIES = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
 TOP = 5  # m: the features a model without superposition keeps
 

@@ -1,0 +1,64 @@
+import dataclasses
+
+import pytest
+import torch
+
+import superposition as sp
+from superposition.attacks import attack_directions, attack_losses, attack_radius, worst_perturbation
+from superposition.models import forward, instance_loss, target
+
+
+def _case(seed=0, inst=3, batch=16, n=5, m=2):
+    gen = torch.Generator().manual_seed(seed)
+    params = {"W": torch.randn(inst, n, m, generator=gen), "b": torch.randn(inst, n, generator=gen) * 0.1}
+    x = torch.rand(inst, batch, n, generator=gen) * (torch.rand(inst, batch, n, generator=gen) < 0.3)
+    return params, x, torch.ones(inst, n)
+
+
+def test_attack_direction_is_the_normalised_gram_row_and_moves_its_output_most():
+    params, x, _ = _case()
+    W = params["W"]
+    dirs = attack_directions(W)
+    torch.testing.assert_close(dirs.norm(dim=-1), torch.ones(3, 5))
+    G = W @ W.transpose(1, 2)
+    # the linear output i moves by G_i · d; no unit d moves it more than along G_i
+    best = (G * dirs).sum(-1)
+    random = torch.nn.functional.normalize(torch.randn(3, 100, 5), dim=-1)
+    assert (torch.einsum("ifj,irj->ifr", G, random) <= best.unsqueeze(-1) + 1e-5).all()
+
+
+def test_worst_perturbation_is_the_most_harmful_attack_with_the_requested_norm():
+    params, x, imp = _case(seed=1)
+    delta = worst_perturbation("relu_output", params, x, imp, 0.1)
+    radius = attack_radius(x, 0.1)
+    torch.testing.assert_close(delta.norm(dim=-1), radius.view(-1, 1).expand(3, 16))
+    per_example = lambda z: (imp[:, None] * (forward("relu_output", params, z).output - x) ** 2).mean(-1)
+    worst = per_example(x + delta)
+    assert torch.allclose(worst, attack_losses("relu_output", params, x, imp, radius).max(-1).values, atol=1e-6)
+    assert (worst >= per_example(x) - 1e-6).float().mean() > 0.9
+    with pytest.raises(ValueError, match="tied model"):
+        worst_perturbation("abs_mlp", params, x, imp, 0.1)
+
+
+def test_adversarial_training_and_l1_penalty_train_and_are_validated(tiny):
+    base = tiny("relu_output", n=5, m=2, probs=(0.1,), steps=300)
+    adv = sp.RunConfig(model=base.model, data=base.data, train=dataclasses.replace(base.train, adversarial_eps=0.1))
+    clean_run, adv_run = sp.train(base, compile=False, progress=False), sp.train(adv, compile=False, progress=False)
+    assert torch.isfinite(adv_run.W).all() and not torch.equal(adv_run.W, clean_run.W)
+    with pytest.raises(sp.ConfigError, match="^train.adversarial_eps"):
+        sp.RunConfig(model=sp.ModelConfig("abs_mlp"), train=sp.TrainConfig(adversarial_eps=0.1))
+    with pytest.raises(sp.ConfigError, match="^train.l1_hidden"):
+        sp.RunConfig(data=sp.DataConfig(feature_probability=(1.0, 0.1)), train=sp.TrainConfig(l1_hidden=(0.1,)))
+    with pytest.raises(sp.ConfigError, match=r"^train.l1_hidden\[1\]"):
+        sp.TrainConfig(l1_hidden=(0.1, -1.0))
+
+
+def test_l1_penalty_shrinks_hidden_activations_per_configuration(tiny):
+    base = tiny("relu_output", n=5, m=2, probs=(0.3, 0.3), steps=400)
+    cfg = sp.RunConfig(model=base.model, data=base.data, train=dataclasses.replace(base.train, l1_hidden=(0.0, 0.3)))
+    run = sp.train(cfg, compile=False, progress=False)
+    x = torch.rand(2, 256, 5) * (torch.rand(2, 256, 5) < 0.3)
+    h = forward("relu_output", run.params, x).hidden.abs().sum(-1).mean(-1)
+    assert h[1] < 0.7 * h[0], h.tolist()
+    loss = instance_loss(run.model(x), target("relu_output", x), run.importance)
+    assert loss[1] > loss[0]  # removing activity costs reconstruction
