@@ -1,4 +1,5 @@
-"""`superposition train | show | run`: a thin shell over the Python API. The only module that prints.
+"""`superposition train | show | run | reproduce | report`: a thin shell over the Python API, and
+the only module that prints.
 
 User errors (bad values, unusable run directories) print one line, ``superposition: error: ...``,
 and exit with status 2; no traceback.
@@ -56,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="print the table as JSON lines")
     show.set_defaults(handler=cmd_show)
     _add_run(sub.add_parser("run", help="run one of the paper's experiments (trains, draws, checks claims)"))
+    _add_reproduce(sub.add_parser("reproduce", help="run every experiment: claim scorecard and HTML report"))
+    report = sub.add_parser("report", help="build a self-contained HTML report of runs or experiments")
+    report.add_argument("dir", type=Path, help="a reproduce, experiment or run directory, or a folder of runs")
+    report.add_argument("--out", type=Path, help="HTML file to write (default DIR/report.html)")
+    report.set_defaults(handler=cmd_report)
     return parser
 
 
@@ -117,6 +123,14 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="output directory (default runs/NAME, or runs/NAME-quick)")
     _add_execution(p)
     p.set_defaults(handler=cmd_run)
+
+
+def _add_reproduce(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="smaller configurations (minutes instead of hours)")
+    p.add_argument("--out", type=Path, help="output directory (default runs/reproduce, or runs/reproduce-quick)")
+    p.add_argument("--only", metavar="NAME,...", help="comma-separated experiments to run (default: all)")
+    _add_execution(p)
+    p.set_defaults(handler=cmd_reproduce)
 
 
 # --- train ------------------------------------------------------------------------------------
@@ -249,6 +263,45 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  figure  {path}")
     print(f"  claims  {result.out / 'claims.json'}")
     print(format_claims(result.claims))
+    return 0
+
+
+# --- reproduce and report ---------------------------------------------------------------------
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import reproduce
+
+    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    out = args.out or Path("runs") / ("reproduce-quick" if args.quick else "reproduce")
+
+    def announce(record) -> None:
+        state = "done" if record.status == "done" else f"FAILED ({record.error})"
+        print(f"{record.name}: {state} in {record.seconds:.0f} s", file=sys.stderr if args.quiet else sys.stdout)
+
+    card = reproduce(out, quick=args.quick, only=only, device=args.device, compile=_compile_mode(args.compile),
+                     progress=not args.quiet, overwrite=args.overwrite, on_experiment=announce)
+    print(format_scorecard(card))
+    print(f"scorecard  {out / 'scorecard.md'}")
+    print(f"report     {out / 'report.html'}")
+    return 0 if all(e.status == "done" for e in card.experiments) else 1
+
+
+def format_scorecard(card) -> str:
+    lines = []
+    for r in card.rows:
+        mark = {"held": "held    ", "not held": "NOT HELD", "error": "ERROR   "}[r.status]
+        lines.append(f"[{mark}] {r.section} · {r.experiment}: {r.claim}\n"
+                     f"           expected {r.expected}; measured {r.measured}")
+    errors = [e.name for e in card.experiments if e.status == "error"]
+    lines.append(f"{card.n_held}/{card.n_claims} claims held" + (f"; failed: {', '.join(errors)}" if errors else ""))
+    return "\n".join(lines)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    print(f"report  {build_report(args.dir, args.out)}")
     return 0
 
 

@@ -8,14 +8,17 @@ trains (or reuses finished runs), saves the figures as PNGs and the claims as cl
       RUN_NAME/        one run directory per config (see superposition.run)
       FIGURE.png
       claims.json      [{section, claim, expected, measured, held}, ...]
+      experiment.json  recipe name, section, quick or not, runs, figures, timings (written last)
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from matplotlib.figure import Figure
 
@@ -24,6 +27,8 @@ from ..config import RunConfig
 from ..figures import save_figure
 from ..run import Run, RunDirError, load_run
 from ..train import CompileMode, train
+
+EXPERIMENT = "experiment.json"
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,8 @@ class Recipe:
     figures: Callable[[dict[str, Run]], dict[str, Figure]]
     """runs -> {figure name: figure}."""
     claims: Callable[[dict[str, Run]], list[ClaimResult]]
+    interactive: Callable[[dict[str, Run]], dict[str, Any]] | None = None
+    """runs -> {figure name: plotly figure} for the HTML report (sliders, hover values)."""
 
 
 @dataclass
@@ -60,6 +67,7 @@ class RecipeResult:
     claims: list[ClaimResult] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
     """Runs loaded from finished run directories instead of trained."""
+    seconds: float = 0.0
 
 
 def run_recipe(recipe: Recipe, out: str | os.PathLike[str], *, quick: bool = False, device: str = "cpu",
@@ -68,6 +76,8 @@ def run_recipe(recipe: Recipe, out: str | os.PathLike[str], *, quick: bool = Fal
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = RecipeResult(recipe, out_dir, {})
+    started, t0 = rundir.now(), time.perf_counter()
+    (out_dir / EXPERIMENT).unlink(missing_ok=True)
     for name, config in recipe.configs(quick).items():
         path = out_dir / name
         if not overwrite and rundir.is_complete(path):
@@ -80,7 +90,23 @@ def run_recipe(recipe: Recipe, out: str | os.PathLike[str], *, quick: bool = Fal
         result.figures[name] = save_figure(fig, out_dir / f"{name}.png")
     result.claims = recipe.claims(result.runs)
     rundir.atomic_write_json(out_dir / "claims.json", [asdict(c) for c in result.claims])
+    result.seconds = time.perf_counter() - t0
+    rundir.atomic_write_json(out_dir / EXPERIMENT, {
+        "experiment": recipe.name, "section": recipe.section, "summary": recipe.summary, "quick": quick,
+        "runs": {name: name for name in result.runs}, "reused": result.reused,
+        "figures": [p.name for p in result.figures.values()], "started": started, "finished": rundir.now(),
+        "seconds": round(result.seconds, 2)})
     return result
+
+
+def read_experiment(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The experiment.json of a finished recipe directory, or None."""
+    import json
+
+    try:
+        return json.loads((Path(path) / EXPERIMENT).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _reuse(path: Path, config: RunConfig) -> Run:

@@ -40,6 +40,14 @@ def _figures(runs: dict[str, Run]) -> dict[str, object]:
     return {"basic": basic_figure(models, list(PROBABILITIES))}
 
 
+def _interactive(runs: dict[str, Run]) -> dict[str, object]:
+    from ..figures.interactive import superposition_slider
+
+    lin, relu = runs["linear"], runs["relu_output"]
+    models = {"linear": (lin.W, lin.b), "ReLU output": (relu.W, relu.b)}
+    return {"basic_slider": superposition_slider(models, list(PROBABILITIES))}
+
+
 def _claims(runs: dict[str, Run]) -> list[ClaimResult]:
     lin, relu = runs["linear"], runs["relu_output"]
     return [_linear_claim(lin), _dense_relu_claim(relu), _packing_claim(relu), _order_claim(relu),
@@ -125,4 +133,4 @@ def _bias_claim(run: Run) -> ClaimResult:
 
 
 RECIPE = Recipe("basic", SECTION, "20 features in 5 dimensions: linear vs ReLU output across sparsity",
-                configs, _figures, _claims)
+                configs, _figures, _claims, _interactive)

@@ -50,6 +50,15 @@ def _figures(runs: dict[str, Run]) -> dict[str, object]:
             "intro_grid": intro_figure(grid, list(GRID), importance)}
 
 
+def _interactive(runs: dict[str, Run]) -> dict[str, object]:
+    from ..figures.interactive import geometry_slider
+
+    run = runs["relu_output"]
+    ps = sorted(set(HIGHLIGHT + GRID), reverse=True)
+    W = torch.stack([_model(run, p) for p in ps])
+    return {"intro_slider": geometry_slider(W, ps, 0.9 ** torch.arange(5.0))}
+
+
 def _cosines(W: Tensor) -> Tensor:
     u = unit_directions(W)
     return u @ u.T
@@ -109,4 +118,4 @@ def _claims(runs: dict[str, Run]) -> list[ClaimResult]:
 
 
 RECIPE = Recipe("intro", SECTION, "5 features in 2 dimensions: orthogonal, antipodal pairs, pentagon",
-                configs, _figures, _claims)
+                configs, _figures, _claims, _interactive)

@@ -5,7 +5,6 @@ atomic PNG writer."""
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +13,8 @@ import torch
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from torch import Tensor
+
+from ..atomic import atomic_write
 
 Probability = float | Sequence[float]
 """A configuration's feature probability: one p for all features, or one per feature."""
@@ -92,14 +93,8 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = DPI) -> Pa
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=dpi, facecolor="white")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=dpi, facecolor="white"))
     finally:
         _close(fig)
     return path

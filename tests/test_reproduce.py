@@ -1,0 +1,72 @@
+"""`reproduce`: scorecard, failure isolation, reuse on a second run, and the HTML report."""
+
+import json
+import re
+
+import pytest
+
+from superposition import cli
+from superposition.report import build_report
+from superposition.reproduce import read_scorecard, select_recipes
+from tests.reproduction import tiny_reproduction
+
+
+@pytest.fixture(scope="module")
+def reproduction(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reproduce")
+    return out, tiny_reproduction(out)
+
+
+def test_scorecard_has_every_claim_and_isolates_a_failing_experiment(reproduction):
+    out, card = reproduction
+    assert [e.name for e in card.experiments] == ["intro", "basic", "broken"]
+    assert [e.status for e in card.experiments] == ["done", "done", "error"]
+    assert len(card.rows) == 4 + 6 + 1 and card.rows[-1].status == "error"
+    assert "deliberate failure" in card.rows[-1].measured
+    assert "RuntimeError: deliberate failure" in (out / "broken" / "error.txt").read_text()
+    saved = read_scorecard(out)
+    assert saved is not None and saved.rows == card.rows
+    md = (out / "scorecard.md").read_text()
+    assert md.count("\n| ") == 1 + len(card.rows) and "⚠️ error" in md
+    assert {p.name for p in (out / "intro").glob("*.png")} == {"intro.png", "intro_grid.png"}
+
+
+def test_a_second_run_reuses_finished_experiments(reproduction):
+    out, card = reproduction
+    weights = out / "basic" / "linear" / "weights.safetensors"
+    before = weights.stat().st_mtime_ns
+    again = tiny_reproduction(out, report=False)
+    assert weights.stat().st_mtime_ns == before
+    assert json.loads((out / "basic" / "experiment.json").read_text())["reused"] == ["linear", "relu_output"]
+    assert again.rows == card.rows
+
+
+def test_report_is_self_contained_with_sections_claims_figures_and_runs(reproduction):
+    out, card = reproduction
+    text = (out / "report.html").read_text()
+    assert not re.search(r"<script[^>]+src=|<link[^>]+href=\"http|<img[^>]+src=\"http", text)
+    assert "Plotly.newPlot" in text and text.count('class="js-plotly-plot"') == 0  # plots are drawn at load
+    assert f"{card.n_held}/{len(card.rows)} claims held, 1 experiment(s) failed" in text
+    for section in ("1 Introduction", "3 Demonstrating superposition", "9 Broken on purpose"):
+        assert f">{section}</h2>" in text
+    assert len(re.findall(r"<img alt=\"[^\"]+\" src=\"data:image/png;base64,", text)) == 3  # 2 intro, 1 basic
+    assert "RuntimeError: deliberate failure" in text
+    assert "&quot;steps&quot;: 100" in text  # each run's config (escaped JSON) is in the report
+
+
+def test_report_of_plain_runs_and_of_one_experiment(reproduction, tmp_path):
+    out, _ = reproduction
+    one = build_report(out / "basic", tmp_path / "basic.html").read_text()
+    assert ">3 Demonstrating superposition</h2>" in one and "fig-basic-basic-slider" in one
+    runs = build_report(out / "intro" / "relu_output", tmp_path / "run.html").read_text()
+    assert ">Runs</h2>" in runs and "geometry" in runs
+    with pytest.raises(cli.RunDirError, match="no experiment or run"):
+        build_report(tmp_path, tmp_path / "none.html")
+
+
+def test_cli_reproduce_rejects_unknown_experiments(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["reproduce", "--only", "intro,nonsense", "--out", "/tmp/never"])
+    assert exit_.value.code == 2
+    assert "experiment = 'nonsense' is invalid" in capsys.readouterr().err
+    assert select_recipes(["basic", "intro"]) == ["intro", "basic"]  # registry order
