@@ -153,23 +153,31 @@ def dimensionality_slider(W: Tensor, feature_probability: Sequence[Probability])
 
 
 def heatmap(z: np.ndarray | Tensor, x: Sequence[float], y: Sequence[float], *, title: str, x_title: str,
-            y_title: str, value_names: Sequence[str] | None = None, log_x: bool = False, log_y: bool = False):
+            y_title: str, value_names: Sequence[str] | None = None, value_colors: Sequence[str] | None = None,
+            log_x: bool = False, log_y: bool = False, reverse_x: bool = False):
     """A heatmap with hover values, e.g. a phase diagram (``z [y, x]``; with `value_names`, z holds
-    integer classes and the hover shows the class name)."""
+    integer classes, the hover shows the class name and `value_colors` gives each class a colour)."""
     go = _go()
     z = np.asarray(torch.as_tensor(z).detach().cpu()) if isinstance(z, Tensor) else np.asarray(z)
     kwargs: dict = {"hovertemplate": f"{x_title} = %{{x:.3g}}<br>{y_title} = %{{y:.3g}}<br>%{{z}}<extra></extra>"}
     if value_names is not None:
         names = np.asarray(value_names, dtype=object)[z.astype(int)]
-        kwargs = {"customdata": names, "colorscale": "Viridis", "zmin": 0, "zmax": max(len(value_names) - 1, 1),
+        kwargs = {"customdata": names, "colorscale": _discrete_scale(value_colors) if value_colors else "Viridis",
+                  "zmin": -0.5, "zmax": len(value_names) - 0.5,
                   "hovertemplate": f"{x_title} = %{{x:.3g}}<br>{y_title} = %{{y:.3g}}<br>%{{customdata}}"
                                    "<extra></extra>",
                   "colorbar": {"tickvals": list(range(len(value_names))), "ticktext": list(value_names)}}
     fig = go.Figure(go.Heatmap(z=z, x=list(x), y=list(y), **kwargs))
-    fig.update_xaxes(title=x_title, type="log" if log_x else "linear")
+    fig.update_xaxes(title=x_title, type="log" if log_x else "linear", autorange="reversed" if reverse_x else True)
     fig.update_yaxes(title=y_title, type="log" if log_y else "linear")
     fig.update_layout(title=title, height=480, width=640)
     return fig
+
+
+def _discrete_scale(colors: Sequence[str]) -> list[list]:
+    """A plotly colour scale with one flat band per class for z in [-0.5, k - 0.5]."""
+    k = len(colors)
+    return [[edge, c] for i, c in enumerate(colors) for edge in (i / k, (i + 1) / k)]
 
 
 def loss_curves(steps: Sequence[int], curves: Sequence[Sequence[float]], labels: Sequence[str], *, title: str):
