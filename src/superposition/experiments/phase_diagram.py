@@ -197,7 +197,8 @@ def _interactive(runs: dict[str, Run]) -> dict[str, object]:
             figs[f"{which}: {x.label}"] = heatmap(
                 phase, x.feature_probability.tolist(), x.relative_importance.tolist(),
                 title=f"{which} phase of the extra feature, {x.label}", x_title="feature density 1 − S = p",
-                y_title="relative importance r", value_names=names, value_colors=PHASE_COLORS, log_x=True, log_y=True, reverse_x=True)
+                y_title="relative importance r", value_names=names, value_colors=PHASE_COLORS,
+                log_x=True, log_y=True, reverse_x=True)
     return figs
 
 
