@@ -86,6 +86,17 @@ def _figures(runs: dict[str, Run]) -> dict[str, object]:
     }
 
 
+def _interactive(runs: dict[str, Run]) -> dict[str, object]:
+    """WᵀW of the two correlated sets of 10 (hover values), one sparsity at a time; and the
+    hexagon geometry with a sparsity slider."""
+    from ..figures.interactive import geometry_slider, superposition_slider
+
+    twenty, six = runs["correlated_20"], runs["correlated_6"]
+    return {"correlated_sets_slider": superposition_slider({"2 correlated sets of 10": (twenty.W, twenty.b)},
+                                                           _probabilities(twenty)),
+            "correlated_hexagon_slider": geometry_slider(six.W, _probabilities(six), six.importance)}
+
+
 def _sparsest(run: Run) -> tuple[Tensor, float]:
     """W [feat, hidden] and p of the run's sparsest instance."""
     probs = _probabilities(run)
@@ -188,4 +199,4 @@ def local_basis_claim(W: Tensor, p: float, set_size: int) -> ClaimResult:
 
 RECIPE = Recipe("correlated", SECTION,
                 "correlated features orthogonal, anticorrelated antipodal, pairs collapse, local bases",
-                configs, _figures, _claims)
+                configs, _figures, _claims, _interactive)

@@ -103,7 +103,8 @@ def superposition_slider(models: Mapping[str, tuple[Tensor, Tensor]], feature_pr
             groups[k].append(len(fig.data))
             fig.add_trace(go.Bar(
                 y=[f"f{i}" for i in range(len(norms[k]))], x=norms[k], orientation="h", showlegend=False,
-                marker={"color": np.clip(inter[k], 0, 1), "colorscale": "Inferno", "cmin": 0, "cmax": 1},
+                marker={"color": np.clip(inter[k], 0, 1), "colorscale": "Inferno", "cmin": 0, "cmax": 1,
+                        "showscale": row == 1, "colorbar": {"title": "interference", "len": 0.4, "y": 0.35}},
                 customdata=inter[k],
                 hovertemplate="%{y}: ‖W_i‖ = %{x:.3f}<br>interference %{customdata:.3f}<extra></extra>"),
                 row=row, col=2)
