@@ -62,3 +62,18 @@ def test_l1_penalty_shrinks_hidden_activations_per_configuration(tiny):
     assert h[1] < 0.7 * h[0], h.tolist()
     loss = instance_loss(run.model(x), target("relu_output", x), run.importance)
     assert loss[1] > loss[0]  # removing activity costs reconstruction
+
+
+@pytest.mark.parametrize("extra", [{"l1_hidden": 0.5}, {"adversarial_eps": 0.3}], ids=["l1", "adversarial"])
+def test_best_of_n_ranks_restarts_by_the_training_objective(tiny, extra):
+    from superposition.train import evaluate
+
+    base = tiny("relu_output", n=5, m=2, probs=(0.3,), steps=100, restarts=4, keep_all_restarts=True)
+    cfg = sp.RunConfig(model=base.model, data=base.data, train=dataclasses.replace(base.train, **extra))
+    every = sp.train(cfg, compile=False, progress=False)
+    objective = evaluate(cfg, every.params, objective=True)
+    plain = evaluate(cfg, every.params)
+    assert (objective > plain).all()  # the penalty / the attack only add loss
+    best = sp.train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, keep_all_restarts=False)),
+                    compile=False, progress=False)
+    assert best.metrics.restart == [int(objective.argmin())]

@@ -141,18 +141,29 @@ def should_compile(config: RunConfig, compile: CompileMode) -> bool:
 
 
 @torch.no_grad()
-def evaluate(config: RunConfig, params: Params, spec: FeatureSpec | None = None) -> Tensor:
+def evaluate(config: RunConfig, params: Params, spec: FeatureSpec | None = None, objective: bool = False) -> Tensor:
     """Per-instance loss ``[inst]`` on `train.eval_batches` fresh batches of the evaluation stream,
-    the same events for every instance."""
-    data, cfg = config.data, config.train
+    the same events for every instance.
+
+    With `objective`, the loss the run was trained on instead of the plain squared error: inputs
+    attacked when `train.adversarial_eps` > 0, plus the L1 penalty when `train.l1_hidden` > 0.
+    Best-of-N ranks restarts by it.
+    """
+    data, cfg, kind = config.data, config.train, config.model.kind
     device = params["b"].device
     spec = spec if spec is not None else feature_spec(config, STREAM_EVAL, device)
+    l1 = l1_vector(config, device) if objective and has_l1(config) else None
     total = torch.zeros(params["b"].shape[0], device=device)
     for i in range(cfg.eval_batches):
         step = torch.tensor(i, dtype=torch.int64, device=device)
         x = sample(spec, step, cfg.batch_size, data.distribution, data.set_size, data.signed)
-        out = forward(config.model.kind, params, x).output
-        total += instance_loss(out, target(config.model.kind, x), spec.importance)
+        goal = target(kind, x)
+        if objective and cfg.adversarial_eps > 0:
+            x = x + worst_perturbation(kind, params, x, spec.importance, cfg.adversarial_eps)
+        fwd = forward(kind, params, x)
+        total += instance_loss(fwd.output, goal, spec.importance)
+        if l1 is not None:
+            total += l1 * fwd.hidden.abs().sum(-1).mean(-1)
     return total / cfg.eval_batches
 
 
@@ -321,7 +332,10 @@ def _finish(config: RunConfig, state: TrainState, done: LoopResult, prov: dict) 
     params = {k: v.detach() for k, v in state.params.items()}
     losses = evaluate(config, params).cpu()
     restarts = config.train.restarts
-    by_config = torch.nan_to_num(losses, nan=float("inf")).view(-1, restarts)
+    ranked = losses
+    if restarts > 1 and (has_l1(config) or config.train.adversarial_eps > 0):
+        ranked = evaluate(config, params, objective=True).cpu()  # what the restarts were trained to minimise
+    by_config = torch.nan_to_num(ranked, nan=float("inf")).view(-1, restarts)
     if config.train.keep_all_restarts:
         keep = list(range(config.n_instances))
     else:
