@@ -1,0 +1,87 @@
+"""The `l1-hidden` recipe: the superposition-free detector and the claims on constructed weights,
+the figure, and the claims on a small seeded run."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+import superposition as sp
+from superposition.experiments import get_recipe, l1_hidden, run_recipe
+from superposition.figures.robustness import l1_figure
+
+N, M = 8, 2
+
+
+def orthogonal(k: int) -> torch.Tensor:
+    """``[N, M]``: the first k ≤ M features on orthogonal axes, the rest dead."""
+    W = torch.zeros(N, M)
+    W[:k] = torch.eye(M)[:k]
+    return W
+
+
+def antipodal() -> torch.Tensor:
+    """``[N, M]``: four features as two antipodal pairs (D* = 1/2)."""
+    W = torch.zeros(N, M)
+    W[:4] = torch.tensor([[1.0, 0], [-1, 0], [0, 1], [0, -1]])
+    return W
+
+
+def test_superposition_free_detects_orthogonal_models_only():
+    W = torch.stack([orthogonal(2), orthogonal(1), antipodal(), torch.zeros(N, M)])
+    assert l1_hidden.superposition_free(W, M).tolist() == [True, True, False, False]
+    assert l1_hidden.max_interference(W).tolist() == [0.0, 0.0, 1.0, 0.0]
+    leaning = orthogonal(2)
+    leaning[2] = torch.tensor([0.6, 0.0])  # a third, represented feature on a used axis
+    assert not bool(l1_hidden.superposition_free(leaning.unsqueeze(0), M))
+
+
+def test_lambdas_follow_the_saved_instances():
+    config = sp.RunConfig(model=sp.ModelConfig("relu_output", 4, 2), data=sp.DataConfig(feature_probability=(0.1, 0.1)),
+                          train=sp.TrainConfig(steps=5, batch_size=16, restarts=2, l1_hidden=(0.0, 0.01)))
+    run = sp.train(config, compile=False, progress=False)
+    assert l1_hidden.lambdas(run) == [0.0, 0.01]
+
+
+def test_claims_can_fail():
+    lam = [0.0, 0.001, 0.01]
+    W = torch.stack([antipodal(), antipodal() * 0.9, orthogonal(2)])
+    assert l1_hidden.removal_claim(lam, W).held
+    assert not l1_hidden.removal_claim(lam, torch.stack([antipodal()] * 3)).held  # never free of superposition
+    assert not l1_hidden.removal_claim(lam, torch.stack([orthogonal(2)] * 3)).held  # no superposition to remove
+    dipping = torch.stack([antipodal(), orthogonal(2), antipodal()])
+    assert not l1_hidden.removal_claim(lam, dipping).held  # D* must rise with λ
+    assert l1_hidden.cost_claim(lam, [1.0, 1.2, 2.0], W).held
+    assert not l1_hidden.cost_claim(lam, [1.0, 1.2, 1.1], W).held  # the loss falls again
+    assert not l1_hidden.cost_claim(lam, [1.0, 1.0, 1.2], W).held  # too cheap to be the paper's trade-off
+
+
+def test_l1_figure():
+    fig = l1_figure([0.0, 1e-3, 1e-2], torch.tensor([1.0, 1.5, 3.0]), torch.tensor([0.5, 0.7, 1.0]),
+                    torch.tensor([10, 7, 5]), torch.tensor([1.0, 1.0, 0.0]), n_hidden=5, feature_probability=0.03)
+    assert isinstance(fig, Figure) and len(fig.axes) == 8
+    assert fig.axes[1].get_xscale() == "log" and fig._suptitle.get_text() == sp.figures.sparsity_label(0.03)
+    assert len(fig.axes[0].lines[0].get_xdata()) == 1  # λ = 0 in its own panel
+    with pytest.raises(ValueError, match="one value per instance"):
+        l1_figure([0.0, 1e-3], torch.ones(3), torch.ones(3), torch.ones(3), torch.ones(3), n_hidden=5)
+
+
+@pytest.mark.slow
+def test_l1_claims_hold_on_a_small_run():
+    config = l1_hidden.configs(quick=True)["relu_output"]
+    lams = (0.0, 1e-3, 3e-3)
+    data = replace(config.data, feature_probability=(l1_hidden.P,) * len(lams))
+    train = replace(config.train, l1_hidden=lams)  # the quick run's instances with these λ
+    run = sp.train(replace(config, data=data, train=train), compile=False, progress=False)
+    claims = l1_hidden.RECIPE.claims({"relu_output": run})
+    failed = [f"{c.claim}: expected {c.expected}, measured {c.measured}" for c in claims if not c.held]
+    assert len(claims) == 2 and not failed, "\n".join(failed)
+
+
+def test_recipe_writes_its_figure_and_claims(tmp_path):
+    config = l1_hidden.configs(quick=True)["relu_output"]
+    tiny = {"relu_output": replace(config, train=replace(config.train, steps=20, batch_size=64))}
+    result = run_recipe(replace(l1_hidden.RECIPE, configs=lambda quick: tiny), tmp_path, compile=False, progress=False)
+    assert [p.name for p in tmp_path.glob("*.png")] == ["l1_hidden.png"]
+    assert len(result.claims) == 2 and get_recipe("l1-hidden") is l1_hidden.RECIPE
