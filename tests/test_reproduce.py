@@ -70,3 +70,20 @@ def test_cli_reproduce_rejects_unknown_experiments(capsys):
     assert exit_.value.code == 2
     assert "experiment = 'nonsense' is invalid" in capsys.readouterr().err
     assert select_recipes(["basic", "intro"]) == ["intro", "basic"]  # registry order
+
+
+def test_recipes_needing_the_same_config_share_one_run(tmp_path):
+    from dataclasses import replace
+
+    from superposition.experiments import run_recipe
+    from tests.reproduction import TINY
+
+    shared = {}
+    first = run_recipe(TINY["intro"], tmp_path / "intro", quick=True, compile=False, progress=False, shared=shared)
+    twin = replace(TINY["intro"], name="twin")
+    second = run_recipe(twin, tmp_path / "twin", quick=True, compile=False, progress=False, shared=shared)
+    assert second.reused == ["relu_output"] and not (tmp_path / "twin" / "relu_output").exists()
+    assert json.loads((tmp_path / "twin" / "experiment.json").read_text())["runs"] == {
+        "relu_output": "../intro/relu_output"}
+    assert second.claims == first.claims
+    assert "twin" in build_report(tmp_path / "twin", tmp_path / "twin.html").read_text()

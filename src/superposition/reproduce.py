@@ -120,10 +120,11 @@ def reproduce(out: str | os.PathLike[str], *, quick: bool = False, only: Sequenc
     out_dir.mkdir(parents=True, exist_ok=True)
     names = select_recipes(only)
     card = Scorecard(quick)
+    shared: dict[str, Path] = {}  # recipes that need the same config (e.g. basic, loss-decomposition) share it
     bar = tqdm(names, desc="experiments", unit="exp", disable=not progress, dynamic_ncols=True)
     for name in bar:
         bar.set_postfix_str(name)
-        record, rows = _run_one(name, out_dir / name, quick, device, compile, progress, overwrite)
+        record, rows = _run_one(name, out_dir / name, quick, device, compile, progress, overwrite, shared)
         card.experiments.append(record)
         card.rows.extend(rows)
         write_scorecard(card, out_dir)
@@ -138,12 +139,12 @@ def reproduce(out: str | os.PathLike[str], *, quick: bool = False, only: Sequenc
 
 
 def _run_one(name: str, path: Path, quick: bool, device: str, compile: CompileMode, progress: bool,
-             overwrite: bool) -> tuple[ExperimentRecord, list[ScoreRow]]:
+             overwrite: bool, shared: dict[str, Path]) -> tuple[ExperimentRecord, list[ScoreRow]]:
     recipe = get_recipe(name)
     t0 = time.perf_counter()
     try:
         result = run_recipe(recipe, path, quick=quick, device=device, compile=compile, progress=progress,
-                            overwrite=overwrite)
+                            overwrite=overwrite, shared=shared)
     except (KeyboardInterrupt, ConfigError):
         raise
     except Exception as exc:  # one experiment's failure must not lose the others

@@ -71,21 +71,34 @@ class RecipeResult:
 
 
 def run_recipe(recipe: Recipe, out: str | os.PathLike[str], *, quick: bool = False, device: str = "cpu",
-               compile: CompileMode = "auto", progress: bool = True, overwrite: bool = False) -> RecipeResult:
-    """Train the recipe's runs (reusing finished ones), draw its figures, check its claims."""
+               compile: CompileMode = "auto", progress: bool = True, overwrite: bool = False,
+               shared: dict[str, Path] | None = None) -> RecipeResult:
+    """Train the recipe's runs (reusing finished ones), draw its figures, check its claims.
+
+    `shared` maps a config's JSON to a finished run directory of the same config (e.g. another
+    recipe's, within one reproduction): such runs are reused from there instead of trained again,
+    and the runs of this recipe are added to it.
+    """
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = RecipeResult(recipe, out_dir, {})
     started, t0 = rundir.now(), time.perf_counter()
     (out_dir / EXPERIMENT).unlink(missing_ok=True)
+    locations: dict[str, str] = {}
     for name, config in recipe.configs(quick).items():
-        path = out_dir / name
-        if not overwrite and rundir.is_complete(path):
+        path, key = out_dir / name, config.to_json()
+        elsewhere = (shared or {}).get(key)
+        if elsewhere is not None and rundir.is_complete(elsewhere) and not rundir.is_complete(path):
+            path = elsewhere
+        if (not overwrite or path != out_dir / name) and rundir.is_complete(path):
             result.runs[name] = _reuse(path, config)
             result.reused.append(name)
         else:
             result.runs[name] = train(config, device=device, compile=compile, progress=progress, out=path,
                                       overwrite=overwrite)
+        locations[name] = os.path.relpath(path, out_dir)
+        if shared is not None:
+            shared[key] = path
     for name, fig in recipe.figures(result.runs).items():
         result.figures[name] = save_figure(fig, out_dir / f"{name}.png")
     result.claims = recipe.claims(result.runs)
@@ -93,7 +106,7 @@ def run_recipe(recipe: Recipe, out: str | os.PathLike[str], *, quick: bool = Fal
     result.seconds = time.perf_counter() - t0
     rundir.atomic_write_json(out_dir / EXPERIMENT, {
         "experiment": recipe.name, "section": recipe.section, "summary": recipe.summary, "quick": quick,
-        "runs": {name: name for name in result.runs}, "reused": result.reused,
+        "runs": locations, "reused": result.reused,
         "figures": [p.name for p in result.figures.values()], "started": started, "finished": rundir.now(),
         "seconds": round(result.seconds, 2)})
     return result
