@@ -23,6 +23,7 @@ from .style import (
     _scalar_mappable,
     _superposition_cmap,
     _uniform_p,
+    hidden_plane,
     sparsity_label,
 )
 
@@ -75,13 +76,7 @@ def intro_figure(
             color = cmap(norm(imp[k, i]))
             ax.plot([0, vec[i, 0]], [0, vec[i, 1]], color=color, lw=2, solid_capstyle="round")
             ax.scatter(vec[i, 0], vec[i, 1], color=color, s=28, zorder=3, edgecolors="none")
-        ax.set_xlim(-limit, limit)
-        ax.set_ylim(-limit, limit)
-        ax.set_aspect("equal")
-        ax.axhline(0, color="0.85", lw=0.6, zorder=0)
-        ax.axvline(0, color="0.85", lw=0.6, zorder=0)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        hidden_plane(ax, limit)
         ax.set_title(sparsity_label(feature_probability[k]), fontsize=9)
     return fig
 

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..analysis import feature_norms, gram
-from .style import GRAM_CMAP, Probability, _check_runs, _cmap, _np, _scalar_mappable, sparsity_label
+from .style import GRAM_CMAP, Probability, _check_runs, _cmap, _np, _scalar_mappable, hidden_plane, sparsity_label
 
 SET_CMAP = "tab10"
 
@@ -75,13 +75,7 @@ def _draw_vectors(ax, vec: np.ndarray, colors: np.ndarray, limit: float) -> None
         if r > 0.05 * limit:  # label only visible vectors, just beyond the tip
             ax.text(x * (1 + 0.15 * limit / r), y * (1 + 0.15 * limit / r), ",".join(map(str, members)),
                     fontsize=6.5, ha="center", va="center", color="0.25")
-    ax.set_xlim(-limit, limit)
-    ax.set_ylim(-limit, limit)
-    ax.set_aspect("equal")
-    ax.axhline(0, color="0.88", lw=0.6, zorder=0)
-    ax.axvline(0, color="0.88", lw=0.6, zorder=0)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    hidden_plane(ax, limit, "0.88")
 
 
 def _tip_groups(vec: np.ndarray, radius: float) -> list[list[int]]:

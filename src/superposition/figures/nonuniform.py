@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullLocator
 from torch import Tensor
 
-from .style import _np, sparsity_label
+from .style import _np, hidden_plane, sparsity_label
 
 VARIED_COLOR, OTHER_COLOR = "tab:red", "0.3"
 FAMILY_COLORS = {"pentagon": "tab:blue", "digon": "tab:orange"}
@@ -91,11 +91,7 @@ def family_geometry_figure(
 
 def _draw_solution(ax, vec: np.ndarray, varied: int, limit: float) -> None:
     """One model's features as lines with dots at their tips; a note when ``vec`` is NaN."""
-    ax.set_xlim(-limit, limit)
-    ax.set_ylim(-limit, limit)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    hidden_plane(ax, limit, axes_color=None)
     if np.isnan(vec).any():
         ax.text(0.5, 0.5, "not found\nby training", transform=ax.transAxes, ha="center", va="center",
                 fontsize=8, color="0.45")

@@ -86,6 +86,18 @@ def _scalar_mappable(norm: Normalize, cmap: str):
     return ScalarMappable(norm=norm, cmap=cmap)
 
 
+def hidden_plane(ax, limit: float, axes_color: str | None = "0.85") -> None:
+    """Style `ax` as the 2-D hidden space: square, ±limit, no ticks, faint axes through 0."""
+    ax.set_xlim(-limit, limit)
+    ax.set_ylim(-limit, limit)
+    ax.set_aspect("equal")
+    if axes_color is not None:
+        ax.axhline(0, color=axes_color, lw=0.6, zorder=0)
+        ax.axvline(0, color=axes_color, lw=0.6, zorder=0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = DPI) -> Path:
     """Write `fig` as a PNG at `path` atomically (temporary file beside it, then rename) and close it.
 
