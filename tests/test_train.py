@@ -131,6 +131,11 @@ def test_out_dir_rules(tmp_path):
     with pytest.raises(sp.RunDirError, match="not a superposition run directory"):
         train(cfg, compile=False, progress=False, out=tmp_path / "junk")
     assert (tmp_path / "junk" / "notes.txt").read_text() == "mine"
+    (tmp_path / "killed").mkdir()  # killed during the first write of config.json
+    (tmp_path / "killed" / ".config.json.abc123.tmp").write_text("{")
+    train(cfg, compile=False, progress=False, out=tmp_path / "killed")
+    assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == sorted(
+        ["config.json", "weights.safetensors", "metrics.json", "provenance.json"])
 
 
 def test_cuda_request_without_cuda_is_a_config_error():

@@ -375,6 +375,10 @@ def _prepare_out(config: RunConfig, out: str | os.PathLike[str] | None, overwrit
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise RunDirError(f"{path}: exists and is not a directory")
+    if path.is_dir():  # writes killed half-way leave temporary files; their targets were never replaced
+        for name in _RUN_FILES:
+            for leftover in path.glob(f".{name}.*.tmp"):
+                leftover.unlink(missing_ok=True)
     if path.is_dir() and any(path.iterdir()):
         if not (path / rundir.CONFIG).is_file():
             raise RunDirError(f"{path}: not empty and not a superposition run directory; choose another --out")
@@ -390,9 +394,11 @@ def _prepare_out(config: RunConfig, out: str | os.PathLike[str] | None, overwrit
     return path
 
 
+_RUN_FILES = (rundir.CONFIG, rundir.WEIGHTS, rundir.METRICS, rundir.PROVENANCE, rundir.SNAPSHOTS, rundir.CHECKPOINT)
+
+
 def _clear_run(path: Path) -> None:
-    names = (rundir.CONFIG, rundir.WEIGHTS, rundir.METRICS, rundir.PROVENANCE, rundir.SNAPSHOTS, rundir.CHECKPOINT)
-    for name in names:
+    for name in _RUN_FILES:
         (path / name).unlink(missing_ok=True)
 
 
