@@ -1,5 +1,5 @@
-"""`superposition train | show | run | reproduce | report`: a thin shell over the Python API, and
-the only module that prints.
+"""`superposition train | show | run | reproduce | report | sweep`: a thin shell over the Python API,
+and the only module that prints.
 
 User errors (bad values, unusable run directories) print one line, ``superposition: error: ...``,
 and exit with status 2; no traceback.
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dir", type=Path, help="a reproduce, experiment or run directory, or a folder of runs")
     report.add_argument("--out", type=Path, help="HTML file to write (default DIR/report.html)")
     report.set_defaults(handler=cmd_report)
+    _add_sweep(sub.add_parser("sweep", help="train a grid of configurations × seeds in chunks (resumable)"))
     return parser
 
 
@@ -230,6 +231,8 @@ def format_table(run: Run) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    if (args.run / "sweep.json").is_file():
+        return cmd_show_sweep(args)
     runs = sorted(p.parent for p in args.run.glob("*/config.json")) if args.run.is_dir() else []
     if runs and not (args.run / "config.json").exists():
         raise RunDirError(f"{args.run}: holds several runs; show one of: {', '.join(str(r) for r in runs)}")
@@ -243,6 +246,92 @@ def cmd_show(args: argparse.Namespace) -> int:
           f"{c.train.steps} steps, best of {c.train.restarts}")
     print(format_table(run))
     return 0
+
+
+# --- sweep ------------------------------------------------------------------------------------
+
+
+def _add_sweep(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", type=Path, help="sweep spec, JSON or YAML: a base config and axes (see superposition.sweep)")
+    p.add_argument("--out", type=Path, help="sweep directory (default runs/NAME, NAME from the spec)")
+    p.add_argument("--executor", choices=["local", "ray"],
+                   help="where chunks run (default local; ray when --ray-address is given)")
+    p.add_argument("--workers", type=int, help="local: chunks trained at once, one process and torch thread each "
+                   "(default: one per CPU core, the extra processes starting once the work left is worth it)")
+    p.add_argument("--ray-address", metavar="ADDR", help="ray: a running cluster (auto, ray://head:10001); --out must "
+                   "be on a filesystem its nodes share (default: start a local Ray instance)")
+    p.add_argument("--chunk-size", type=int, metavar="N", help="models per chunk (default: from the model size and "
+                   "free memory); fixed when the sweep directory is created")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                   help="compile the training step with torch.compile (auto: for runs of 2000+ steps)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_sweep)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .sweep import INDEX_FILE, SweepSpec, run_sweep
+
+    spec = SweepSpec.from_file(args.spec)
+    if args.chunk_size is not None:
+        spec = replace(spec, chunk_size=args.chunk_size)
+    executor = args.executor or ("ray" if args.ray_address else "local")
+    if args.workers is not None and executor != "local":
+        raise ConfigError("--workers is for the local executor; a Ray cluster runs as many chunks as it has CPUs")
+    out = args.out or Path("runs") / spec.name
+    result = run_sweep(spec, out, executor=executor, workers=args.workers, ray_address=args.ray_address,
+                       device=args.device, compile=_compile_mode(args.compile), progress=not args.quiet)
+    before = result.chunks - result.trained
+    print(f"sweep {spec.name}: {len(result.index)} models in {result.chunks} chunks ({result.trained} trained now, "
+          f"{before} done before) in {result.seconds:.1f} s, {result.models_per_second:.1f} models/s")
+    print(f"  index  {out / INDEX_FILE}")
+    return 0
+
+
+def cmd_show_sweep(args: argparse.Namespace) -> int:
+    from .sweep import load_sweep, sweep_status
+
+    status = sweep_status(args.run)
+    index = load_sweep(args.run, partial=True)
+    if args.json:
+        for row in index.to_dict(orient="records"):
+            print(json.dumps(row, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
+        return 0
+    spec, c = status.spec, status.spec.base
+    print(f"{args.run}: sweep {spec.name}, {c.model.kind}, n = {c.model.n_features} features, m = {c.model.n_hidden} "
+          f"hidden, {c.train.steps} steps, best of {c.train.restarts}")
+    for axis in spec.axis_list:
+        print(f"  {axis.field:>16}  {len(axis.values)} values: {_span(axis.values)}")
+    state = "finished" if status.finished else "unfinished: run the same sweep command again to finish it"
+    print(f"  chunks {status.chunks_done}/{status.chunks_total} done (up to {status.chunk_size} models each), models "
+          f"{status.models_done}/{status.models_total}; {state}")
+    if len(index):
+        print(format_sweep_table(index, spec.axis_list[0].field if spec.axis_list else None))
+    return 0
+
+
+def _span(values) -> str:
+    text = [json.dumps(v) for v in values]
+    return ", ".join(text) if len(text) <= 4 else f"{text[0]}, {text[1]}, … {text[-1]}"
+
+
+def format_sweep_table(index, by: str | None) -> str:
+    """Mean loss and geometry per value of axis `by` (over every other axis and seed)."""
+    import pandas as pd
+
+    if by is None or not pd.api.types.is_scalar(index[by].iloc[0]):
+        by, index = "all", index.assign(all="")
+    groups = index.groupby(by, sort=True)
+    stats = groups[["final_loss", "represented", "dims_per_feature", "mean_interference"]].mean()
+    head = f"{by:>16}  {'models':>6}  {'loss':>10}  {'represented':>11}  {'D*':>6}  {'interf.':>7}"
+    lines = [head, "-" * len(head)]
+    for (key, r), count in zip(stats.iterrows(), groups.size(), strict=True):
+        label = f"{key:.4g}" if isinstance(key, float) else str(key)
+        lines.append(f"{label:>16}  {count:>6}  {r.final_loss:10.4g}  {r.represented:11.2f}  "
+                     f"{r.dims_per_feature:6.3f}  {r.mean_interference:7.3f}")
+    return "\n".join(lines)
 
 
 # --- run --------------------------------------------------------------------------------------

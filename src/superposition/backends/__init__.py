@@ -1,0 +1,199 @@
+"""Executors: where the chunks of a sweep run.
+
+A chunk is one batched run (`superposition.sweep` plans them). `run_chunk` is the whole job,
+whichever executor runs it: take the chunk's lock, train it into its run directory (resuming an
+interrupted one from its checkpoint), measure every saved model and write ``models.json`` last,
+atomically. The lock (an flock on ``chunks/ID.lock``) makes a second process that reaches the same
+chunk (a rerun while an orphaned worker finishes, two drivers on one directory) wait for the first
+and then find it done, so nothing is trained twice.
+
+- `LocalExecutor` (``local``, the default): worker processes on this machine, one torch thread each.
+- `RayExecutor` (``ray``, ``pip install superposition[ray]``): chunks as Ray tasks on a cluster, each
+  writing into the sweep directory, which must be on a filesystem the nodes share.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from .. import run as rundir
+from ..analysis import summarize
+from ..config import ConfigError, RunConfig
+from ..run import Run, RunDirError, load_run
+from ..train import CompileMode, has_l1, train
+
+MODELS = "models.json"
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """Everything a worker needs to run one chunk; plain values, so it pickles to any process."""
+
+    sweep_dir: str
+    chunk: str
+    config: str
+    """The chunk's RunConfig as JSON."""
+    points: tuple[int, ...]
+    """The grid point of each configuration of the chunk."""
+    device: str = "cpu"
+    compile: CompileMode = "auto"
+    threads: int = 1
+    """torch threads while training: results are bit-identical only between equal thread counts."""
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    chunk: str
+    rows: list[dict[str, Any]]
+    trained: bool
+    """False when the chunk turned out to be done already (finished by another process)."""
+    seconds: float
+    training_seconds: float = 0.0
+    """Time of the training steps alone, without compiling, evaluating and saving (0 when not trained)."""
+
+
+class Executor(Protocol):
+    """Runs chunk jobs and yields their results as they finish (in any order)."""
+
+    threads: int
+    """torch threads per chunk."""
+
+    def parallelism(self) -> int:
+        """How many chunks run at once (used to size chunks)."""
+        ...
+
+    def run(self, jobs: Sequence[ChunkJob]) -> Iterator[ChunkResult]: ...
+
+
+def get_executor(name: str, *, workers: int | None = None, address: str | None = None,
+                 device: str = "cpu") -> Executor:
+    """The executor called `name` ("local" or "ray"). On a GPU, local chunks run one at a time by
+    default (they share the device), and each Ray task reserves a GPU."""
+    gpu = torch.device(device).type == "cuda"
+    if name == "local":
+        from .local import LocalExecutor
+
+        return LocalExecutor(workers if workers is not None else (1 if gpu else None))
+    if name == "ray":
+        from .ray import RayExecutor
+
+        return RayExecutor(address, gpus=1.0 if gpu else 0.0)
+    raise ConfigError(f"executor = {name!r} is invalid: must be local or ray")
+
+
+# --- one chunk --------------------------------------------------------------------------------
+
+
+def run_chunk(job: ChunkJob) -> ChunkResult:
+    """Train (or finish, or just read) one chunk; see the module docstring."""
+    t0 = time.perf_counter()
+    path = Path(job.sweep_dir) / "chunks" / job.chunk
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path.parent / f"{job.chunk}.lock"), torch_threads(job.threads):
+        rows = read_models(path, job.points)
+        if rows is not None:
+            return ChunkResult(job.chunk, rows, False, time.perf_counter() - t0)
+        _remove_partial_writes(path)
+        config = RunConfig.from_json(job.config)
+        if rundir.is_complete(path):  # trained, but stopped before models.json
+            run = load_run(path)
+            if run.config != config:
+                raise RunDirError(f"{path}: holds a run of a different config than the sweep plans")
+        else:
+            _fresh_compiler_if_needed(config, job)
+            run = train(config, device=job.device, compile=job.compile, progress=False, out=path)
+        rows = chunk_rows(run, job.points)
+        rundir.atomic_write_json(path / MODELS, {"chunk": job.chunk, "points": list(job.points), "rows": rows,
+                                                 "host": platform.node(), "pid": os.getpid()})
+    rate = run.metrics.steps_per_second
+    return ChunkResult(job.chunk, rows, True, time.perf_counter() - t0, config.train.steps / rate if rate else 0.0)
+
+
+def chunk_rows(run: Run, points: Sequence[int]) -> list[dict[str, Any]]:
+    """One row per saved instance of a chunk's run: its grid point, restart, loss and geometry."""
+    geo = summarize(run.W.float())
+    m = run.metrics
+    return [{"point": points[m.config_index[k]], "restart": m.restart[k], "instance": k,
+             "final_loss": m.final_loss[k], "represented": int(geo.represented[k]),
+             "dims_per_feature": float(geo.dimensions_per_feature[k]),
+             "mean_interference": float(geo.mean_interference[k])} for k in range(run.n_instances)]
+
+
+def read_models(path: str | os.PathLike[str], points: Sequence[int] | None = None) -> list[dict] | None:
+    """The rows of a done chunk (complete run and models.json), or None when it is not done. A
+    models.json written for other points than `points` (a directory edited by hand) is an error."""
+    file = Path(path) / MODELS
+    if not rundir.is_complete(path):
+        return None
+    try:
+        stored = json.loads(file.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{file}: unreadable ({exc}); delete it to measure the chunk again") from None
+    if points is not None and stored.get("points") != list(points):
+        raise RunDirError(f"{file}: records points {stored.get('points')} but the sweep plans {list(points)} here")
+    return stored["rows"]
+
+
+def _remove_partial_writes(path: Path) -> None:
+    """Delete the temporary files of atomic writes that a killed process left in `path` (we hold its
+    lock, so nobody else is writing): train() refuses a directory holding only such a file."""
+    for tmp in path.glob(".*.tmp") if path.is_dir() else ():
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (released by the kernel if the process dies)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no cross-process exclusion
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# torch.compile recompiles the step for every new shape or setting, and after 8 recompiles of one
+# function (dynamo's recompile limit) it silently runs it eagerly, many times slower. A long-lived
+# worker that meets many shapes starts the compiler afresh instead (later compiles hit the disk cache).
+_MAX_STEP_VARIANTS = 6
+_step_variants: set[tuple] = set()
+
+
+def _fresh_compiler_if_needed(config: RunConfig, job: ChunkJob) -> None:
+    t, d = config.train, config.data
+    key = (config.model, d.distribution, d.set_size, d.signed, t.batch_size, t.optimizer, t.betas, t.eps,
+           t.resolved_weight_decay, t.adversarial_eps, has_l1(config), config.n_instances, job.device)
+    if key not in _step_variants and len(_step_variants) >= _MAX_STEP_VARIANTS:
+        torch.compiler.reset()
+        _step_variants.clear()
+    _step_variants.add(key)
+
+
+__all__ = ["MODELS", "ChunkJob", "ChunkResult", "Executor", "chunk_rows", "get_executor", "read_models", "run_chunk"]
