@@ -22,6 +22,8 @@ from superposition.config import ConfigError
 from superposition.data import importance_matrix, probability_matrix
 from superposition.run import load_run
 from superposition.sweep import Axis, SweepError, SweepSpec, load_model, load_sweep, plan, run_sweep
+from superposition.sweep import chunks as sw_chunks
+from superposition.sweep import driver as sw_driver
 
 
 def base_config(steps: int = 30, **train_kw) -> sp.RunConfig:
@@ -152,11 +154,11 @@ def test_importance_and_decay_axes_pack_without_changing_a_value():
 def test_auto_chunk_size_bounds(monkeypatch):
     tiny = replace(base_config(), train=sp.TrainConfig(batch_size=1024))
     big = replace(tiny, model=sp.ModelConfig("relu_output", 100, 20), data=sp.DataConfig())
-    monkeypatch.setattr(sw, "available_memory", lambda device="cpu": 64 << 30)
+    monkeypatch.setattr(sw_chunks, "available_memory", lambda device="cpu": 64 << 30)
     assert sw.auto_chunk_size(tiny, 10_000, workers=2) == sw.TARGET_STEP_ELEMENTS["cpu"] // (1024 * 3) == 170
     assert sw.auto_chunk_size(tiny, 10, workers=2) == 5  # every worker gets a chunk
     assert sw.auto_chunk_size(big, 10_000) == 4 and sw.auto_chunk_size(big, 10_000, device="cuda") == 136
-    monkeypatch.setattr(sw, "available_memory", lambda device="cpu": 40 * sw.model_bytes(tiny))
+    monkeypatch.setattr(sw_chunks, "available_memory", lambda device="cpu": 40 * sw.model_bytes(tiny))
     assert sw.auto_chunk_size(tiny, 10_000, workers=2) == 5  # a quarter of the memory, shared by two workers
 
 
@@ -292,7 +294,7 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, extra, words):
 def test_helper_processes_train_chunks_bit_for_bit_like_this_process(tmp_path):
     one = sweep(small_spec(), tmp_path / "one")
     out = tmp_path / "two"
-    sw._open_sweep(small_spec(), out, 2, "cpu")
+    sw_driver._open_sweep(small_spec(), out, 2, "cpu")
     holder = open(out / "chunks" / "c0000.lock", "a")  # keeps this process on c0000 while the helper starts
     fcntl.flock(holder, fcntl.LOCK_EX)
 
