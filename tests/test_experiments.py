@@ -67,6 +67,10 @@ def test_recipe_writes_runs_figures_and_claims_and_reuses_runs(tmp_path, monkeyp
 
 
 def test_registry():
-    assert set(RECIPES) == {"intro", "basic"}
+    assert list(RECIPES) == ["intro", "basic", "loss-decomposition", "phase-diagram", "uniform", "geometry",
+                             "nonuniform", "correlated", "dynamics", "adversarial", "privileged-basis",
+                             "absolute-value", "l1-hidden"]
+    sections = [float(r.section.split()[0].split(".")[0]) for r in RECIPES.values()]
+    assert sections == sorted(sections)  # the paper's order
     with pytest.raises(sp.ConfigError, match="intro"):
         get_recipe("nope")

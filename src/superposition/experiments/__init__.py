@@ -3,10 +3,35 @@
 from __future__ import annotations
 
 from ..config import ConfigError
-from . import basic, intro
+from . import (
+    absolute_value,
+    adversarial,
+    basic,
+    correlated,
+    dynamics,
+    geometry,
+    intro,
+    l1_hidden,
+    loss_decomposition,
+    nonuniform,
+    phase_diagram,
+    privileged_basis,
+    uniform,
+)
 from .base import ClaimResult, Recipe, RecipeResult, run_recipe
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (intro.RECIPE, basic.RECIPE)}
+RECIPES: dict[str, Recipe] = {r.name: r for r in (
+    intro.RECIPE,  # 1 introduction
+    basic.RECIPE, loss_decomposition.RECIPE,  # 3 demonstrating superposition
+    phase_diagram.RECIPE,  # 4 superposition as a phase change
+    uniform.RECIPE, geometry.RECIPE, nonuniform.RECIPE, correlated.RECIPE,  # 5 the geometry of superposition
+    dynamics.RECIPE,  # 6 learning dynamics
+    adversarial.RECIPE,  # 7 adversarial robustness
+    privileged_basis.RECIPE,  # 8 privileged basis
+    absolute_value.RECIPE,  # 9 computation in superposition
+    l1_hidden.RECIPE,  # 10 removing superposition
+)}
+"""Every experiment, in the paper's order (the order `reproduce` runs them in)."""
 
 
 def get_recipe(name: str) -> Recipe:

@@ -38,7 +38,7 @@ from ..run import Run
 from . import basic
 from .base import ClaimResult, Recipe, fmt
 
-SECTION = "3 Demonstrating superposition: the loss decomposed"
+SECTION = "3 Demonstrating superposition"
 MC_BATCH, MC_BATCHES = 16_384, 8
 """Monte-Carlo sample: 131,072 inputs per model (about 2,600 non-empty ones at 1 − S = 0.001)."""
 Z = 4.0

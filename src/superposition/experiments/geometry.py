@@ -1,0 +1,158 @@
+"""Section 5 (the geometry of superposition): which polytopes the features of uniform superposition form.
+
+Analyses the `uniform` recipe's models (same run name and config: ``superposition run geometry
+--out runs/uniform`` reuses them; run on its own it trains them into ``runs/geometry``). Each
+model's represented features split into tegum factors, the connected components of the graph with
+an edge where |cos(W_i, W_j)| > 0.1, and each factor is identified from its geometry (size, rank,
+norms, cosines) as a digon, triangle, tetrahedron, pentagon, square antiprism, ... or "other"
+(`analysis.polytopes`).
+
+Paper: the feature dimensionalities D_i cluster at the fractions of these polytopes (at a given
+sparsity, their histogram peaks at 1/2 or at the other fractions); where features pack efficiently, Σ_i D_i = m (every
+dimension is used); besides antipodal pairs, the models use triangles, tetrahedra, pentagons and
+square antiprisms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor
+
+from ..analysis import feature_dimensionality, represented
+from ..analysis.polytopes import EDGE_THRESHOLD, OTHER, TegumFactor, dimensionality_peaks, tegum_factors
+from ..figures.core import POLYTOPE_DIMENSIONALITIES
+from ..figures.geometry import (
+    dimensionality_histogram_figure,
+    geometry_graph_figure,
+    polytope_counts_figure,
+    shape_dimensionality_figure,
+)
+from ..run import Run
+from . import uniform
+from .base import ClaimResult, Recipe, fmt
+
+SECTION = "5.1 Uniform superposition"
+RUN = uniform.RUN
+PEAK_WIDTH = 0.0125
+"""Half-width of the D_i window around a fraction: half the gap between 2/5 and 3/8, so no window holds two."""
+PEAK_PROMINENCE = 2.0
+"""A peak holds more than this many times the D_i of either neighbouring window of the same width ..."""
+PEAK_MIN_COUNT = 4
+"""... and at least this many features."""
+OTHER_FRACTIONS = ("3/4", "2/3", "2/5", "3/8")
+SUM_TOLERANCE = 0.05
+"""Relative |Σ_i D_i − m| / m allowed where features pack efficiently."""
+POLYTOPES_BESIDES_DIGONS = ("triangle", "tetrahedron", "pentagon", "square antiprism")
+GRAPH_PANELS = 5
+
+configs = uniform.configs
+
+
+def factors_of(run: Run) -> list[tuple[TegumFactor, ...]]:
+    """The tegum factors of every saved model, in instance order."""
+    return [tegum_factors(W) for W in run.W]
+
+
+def _graph_instances(factors: Sequence[Sequence[TegumFactor]], limit: int = GRAPH_PANELS) -> list[int]:
+    """Instances to draw as geometry graphs: one (the middle one) per distinct set of shapes that
+    includes a recognised polytope, at most `limit` spread evenly; any instances when none has one."""
+    groups: dict[frozenset[str], list[int]] = {}
+    for k, model in enumerate(factors):
+        shapes = frozenset(f.shape for f in model)
+        if shapes - {"single", OTHER}:
+            groups.setdefault(shapes, []).append(k)
+    found = sorted(members[len(members) // 2] for members in groups.values()) or list(range(len(factors)))
+    if len(found) <= limit:
+        return found
+    return [found[round(i * (len(found) - 1) / (limit - 1))] for i in range(limit)]
+
+
+def _figures(runs: dict[str, Run]) -> dict[str, object]:
+    run = runs[RUN]
+    ps, factors = uniform.probabilities(run), factors_of(run)
+    shown = _graph_instances(factors)
+    D, shapes = dimensionality_by_shape(factors)
+    return {
+        "geometry_dimensionality": shape_dimensionality_figure(run.W, ps, factors),
+        "geometry_histogram": dimensionality_histogram_figure(
+            D, shapes, bin_width=PEAK_WIDTH, label=f"represented, {len(ps)} sparsities"),
+        "geometry_counts": polytope_counts_figure(ps, factors),
+        "geometry_graphs": geometry_graph_figure(run.W[shown], [ps[k] for k in shown], [factors[k] for k in shown],
+                                                 edge_threshold=EDGE_THRESHOLD),
+    }
+
+
+def dimensionality_by_shape(factors: Sequence[Sequence[TegumFactor]]) -> tuple[list[float], list[str]]:
+    """D_i of every represented feature of every model (one tuple of factors per model), and the
+    shape of its factor."""
+    pairs = [(d, f.shape) for model in factors for f in model for d in f.dimensionality]
+    return [d for d, _ in pairs], [shape for _, shape in pairs]
+
+
+# --- claims ------------------------------------------------------------------------------------
+
+
+def peak_counts(W: Tensor) -> dict[str, int]:
+    """For each fraction, at how many sparsities (instances of ``W [inst, feat, hidden]``) the D_i of
+    the represented features peak there: ≥ PEAK_MIN_COUNT within ±PEAK_WIDTH, > PEAK_PROMINENCE × either
+    neighbouring window of that model's histogram."""
+    fractions = {name: POLYTOPE_DIMENSIONALITIES[name] for name in ("1/2", *OTHER_FRACTIONS)}
+    D, on = feature_dimensionality(W), represented(W)
+    hits = dict.fromkeys(fractions, 0)
+    for k in range(W.shape[0]):
+        for peak in dimensionality_peaks(D[k][on[k]], fractions, PEAK_WIDTH):
+            hits[peak.name] += peak.is_peak(PEAK_PROMINENCE, PEAK_MIN_COUNT)
+    return hits
+
+
+def peaks_claim(W: Tensor) -> ClaimResult:
+    """The D_i histogram of some sparsity peaks at 1/2, and of some sparsity at another fraction."""
+    hits = peak_counts(W)
+    held = hits["1/2"] > 0 and any(hits[name] > 0 for name in OTHER_FRACTIONS)
+    counts = ", ".join(f"{name}: {n}" for name, n in hits.items())
+    return ClaimResult(SECTION, "Feature dimensionalities cluster at the polytopes' fractions",
+                       f"at some sparsity the D_i histogram peaks at 1/2, at some at one of "
+                       f"{', '.join(OTHER_FRACTIONS)} (≥ {PEAK_MIN_COUNT} D_i within ±{PEAK_WIDTH}, "
+                       f"> {PEAK_PROMINENCE:g}× either neighbouring window)",
+                       f"sparsities with a peak at {counts} (of {W.shape[0]})", held)
+
+
+def efficient(factors: Sequence[TegumFactor]) -> bool:
+    """Every represented feature is in a recognised polytope, and some are in superposition."""
+    return all(f.shape != OTHER for f in factors) and any(f.k > 1 for f in factors)
+
+
+def sum_claim(W: Tensor, factors: Sequence[Sequence[TegumFactor]], ps: Sequence[float]) -> ClaimResult:
+    """Σ_i D_i ≈ m at every sparsity whose represented features all lie in recognised polytopes."""
+    m = W.shape[-1]
+    total = feature_dimensionality(W).sum(-1)
+    chosen = [k for k, model in enumerate(factors) if efficient(model)]
+    worst = max((abs(float(total[k]) - m) / m for k in chosen), default=float("inf"))
+    shown = ", ".join(f"{fmt(float(total[k]))} (1/(1 − S) = {fmt(1 / ps[k])})" for k in chosen)
+    return ClaimResult(SECTION, "Where features pack into polytopes, their dimensionalities add up to m",
+                       f"at ≥ 2 sparsities all represented features in recognised polytopes (some in superposition);"
+                       f" there |Σ_i D_i − m| ≤ {SUM_TOLERANCE:g}·m (sum over all n features), m = {m}",
+                       f"{len(chosen)} such sparsities: Σ_i D_i = {shown or 'none'}",
+                       len(chosen) >= 2 and worst <= SUM_TOLERANCE)
+
+
+def shapes_claim(factors: Sequence[Sequence[TegumFactor]]) -> ClaimResult:
+    """Besides digons, at least two of the other polytopes occur somewhere in the sweep."""
+    found = {f.shape for model in factors for f in model}
+    others = [s for s in POLYTOPES_BESIDES_DIGONS if s in found]
+    return ClaimResult(SECTION, "Besides antipodal pairs, features form other uniform polytopes",
+                       f"digons and ≥ 2 of {', '.join(POLYTOPES_BESIDES_DIGONS)} identified as tegum factors",
+                       f"found {', '.join(s for s in ('digon', *others) if s in found) or 'none'}",
+                       "digon" in found and len(others) >= 2)
+
+
+def _claims(runs: dict[str, Run]) -> list[ClaimResult]:
+    run = runs[RUN]
+    factors = factors_of(run)
+    return [peaks_claim(run.W), sum_claim(run.W, factors, uniform.probabilities(run)), shapes_claim(factors)]
+
+
+RECIPE = Recipe("geometry", SECTION, "the uniform models' features as tegum products of polytopes",
+                configs, _figures, _claims)
+

@@ -1,0 +1,188 @@
+# ruff: noqa: N803 - W is the paper's name for the embedding matrix
+"""The `uniform` and `geometry` recipes: claims on constructed weights (held and failed), figures,
+and the claims on a small seeded run."""
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+import superposition as sp
+from superposition.analysis import tegum_factors
+from superposition.experiments import geometry, get_recipe, run_recipe, uniform
+from superposition.figures import (
+    dimensionality_histogram_figure,
+    geometry_graph_figure,
+    polytope_counts_figure,
+    relative_loss_figure,
+    shape_dimensionality_figure,
+)
+
+# --- constructed models -----------------------------------------------------------------------
+
+
+def polygon(k: int) -> torch.Tensor:
+    angles = 2 * math.pi * torch.arange(k, dtype=torch.float64) / k
+    return torch.stack([angles.cos(), angles.sin()], -1)
+
+
+DIGON = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+TETRAHEDRON = torch.tensor([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=torch.float64) / math.sqrt(3)
+
+
+def model(*parts: torch.Tensor, n: int, m: int, seed: int = 0) -> torch.Tensor:
+    """A tegum product of the parts in orthogonal subspaces, rotated, padded with dead features: [n, m]."""
+    W = torch.zeros(n, m, dtype=torch.float64)
+    row = col = 0
+    for V in parts:
+        W[row:row + V.shape[0], col:col + V.shape[1]] = V
+        row, col = row + V.shape[0], col + V.shape[1]
+    assert row <= n and col <= m
+    q, _ = torch.linalg.qr(torch.randn(m, m, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+    return W @ q
+
+
+N, M = 30, 6
+PS = [1.0, 0.5, 0.33, 0.25, 0.1]
+
+
+def dense() -> torch.Tensor:
+    return model(torch.eye(M, dtype=torch.float64), n=N, m=M)
+
+
+def digons() -> torch.Tensor:
+    return model(*[DIGON] * M, n=N, m=M, seed=1)
+
+
+def sweep() -> torch.Tensor:
+    """D* = 1 (dense), 1/2, 1/2 (antipodal pairs), 0.43 (pentagons and digons), 0.2 (all crammed in): [5, N, M]."""
+    crowded = torch.randn(N, M, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    crowded = crowded / crowded.norm(dim=-1, keepdim=True)
+    pentagons = model(polygon(5), polygon(5), DIGON, DIGON, n=N, m=M, seed=4)  # D* = 6/14
+    return torch.stack([dense(), digons(), model(*[DIGON] * M, n=N, m=M, seed=2), pentagons, crowded])
+
+
+def test_uniform_claims_hold_on_a_sticky_sweep():
+    W = sweep()
+    for claim in (uniform.dense_claim(W, PS), uniform.half_plateau_claim(W, PS), uniform.decreasing_claim(W, PS)):
+        assert claim.held, claim
+        assert claim.section == uniform.SECTION
+
+
+def test_uniform_claims_fail_on_wrong_curves():
+    W = sweep()
+    assert not uniform.dense_claim(W[1:], PS[1:]).held  # the densest model shown is already in pairs
+    no_plateau = torch.stack([W[0], W[1], W[3], W[3], W[4]])  # D* = 1, 1/2, 0.4, 0.4, ...: 1/2 only once
+    assert not uniform.half_plateau_claim(no_plateau, PS).held
+    rising = torch.stack([W[0], W[3], W[1], W[2], W[4]])  # D* goes back up from 0.4 to 1/2
+    assert not uniform.decreasing_claim(rising, PS).held
+    assert not uniform.decreasing_claim(W[:3], PS[:3]).held  # stops at 1/2: never below 1/4
+
+
+def test_longest_run():
+    assert uniform.longest_run([False, True, True, False, True, True, True]) == (4, 3)
+    assert uniform.longest_run([False, False]) == (0, 0)
+
+
+def many_models(*parts: torch.Tensor, count: int = 4) -> torch.Tensor:
+    return torch.stack([model(*parts, n=N, m=M, seed=s) for s in range(count)])
+
+
+def test_geometry_claims_hold_on_tegum_products():
+    W = torch.cat([many_models(*[DIGON] * M), many_models(polygon(5), polygon(5), DIGON, DIGON),
+                   many_models(TETRAHEDRON, polygon(3), DIGON)])
+    factors = [tegum_factors(w) for w in W]
+    ps = [0.5] * W.shape[0]
+    for claim in (geometry.peaks_claim(W), geometry.sum_claim(W, factors, ps), geometry.shapes_claim(factors)):
+        assert claim.held, claim
+    assert "1/2" in geometry.peaks_claim(W).measured
+
+
+def test_geometry_claims_fail_without_polytopes():
+    pairs = many_models(*[DIGON] * M)
+    factors = [tegum_factors(w) for w in pairs]
+    assert not geometry.peaks_claim(pairs).held  # a peak at 1/2 only
+    assert not geometry.shapes_claim(factors).held  # digons only
+    half_empty = many_models(*[DIGON] * (M - 2))  # two dimensions left unused: Σ D_i = m − 2
+    assert not geometry.sum_claim(half_empty, [tegum_factors(w) for w in half_empty], [0.5] * 4).held
+    random = torch.randn(8, N, M, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    random_factors = [tegum_factors(w) for w in random]
+    assert not geometry.sum_claim(random, random_factors, [0.1] * 8).held  # nothing in recognised polytopes
+    assert not geometry.peaks_claim(random).held
+
+
+def test_geometry_uses_the_uniform_runs():
+    for quick in (True, False):
+        assert geometry.configs(quick) == uniform.configs(quick)
+    full = uniform.configs(False)[uniform.RUN]
+    assert (full.model.n_features, full.model.n_hidden, full.data.n_configs) == (400, 30, 32)
+    assert full.data.feature_probability[0] == 1.0 and full.data.feature_probability[-1] == pytest.approx(1e-3)
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+
+def test_geometry_figures_draw_constructed_models():
+    W = sweep().float()
+    factors = [tegum_factors(w) for w in W]
+    fig = shape_dimensionality_figure(W, PS, factors)
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "digon (Dᵢ = 1/2)" in labels and "pentagon (Dᵢ = 2/5)" in labels
+    counts = polytope_counts_figure(PS, factors)
+    assert len(counts.axes) == 2
+    graphs = geometry_graph_figure(W[1:4], PS[1:4], factors[1:4], edge_threshold=0.1)
+    assert len(graphs.axes) == 3
+    assert graphs.axes[0].get_title().startswith(sp.figures.sparsity_label(0.5, short=True))
+    assert len(graphs.axes[2].lines) == 2 * 10 + 2  # every pair of a pentagon has |cos| > 0.1; one edge per digon
+    hist = dimensionality_histogram_figure(sp.analysis.feature_dimensionality(W).flatten(), label="test")
+    assert len(hist.axes) == 1 and len(hist.axes[0].patches) > 50
+    D, shapes = geometry.dimensionality_by_shape(factors)
+    assert len(D) == len(shapes) == sum(f.k for model in factors for f in model)
+    stacked = dimensionality_histogram_figure(D, shapes, bin_width=0.0125)
+    assert "pentagon (Dᵢ = 2/5)" in stacked.axes[0].get_legend_handles_labels()[1]
+    with pytest.raises(ValueError, match="one per D_i"):
+        dimensionality_histogram_figure(D, shapes[1:])
+    steps = [100, 200, 300]
+    loss = relative_loss_figure(steps, [[2.0, 1.2, 1.0]] * len(PS), PS)
+    assert len(loss.axes) == 2 and len(loss.axes[0].lines) == len(PS) + 1  # a line per sparsity, the 1 guide
+    assert loss.axes[0].lines[0].get_ydata()[-1] == 1.0  # divided by the final loss
+    with pytest.raises(ValueError, match="one per instance"):
+        geometry_graph_figure(W, PS, factors[:2], edge_threshold=0.1)
+
+
+@pytest.mark.slow
+def test_claims_hold_on_a_small_seeded_run():
+    """The quick model (80 features in 10 dimensions) at six of its sparsities, 3000 steps: dense,
+    two in antipodal pairs, pentagons, a square antiprism, and everything crammed in (~40 s)."""
+    config = uniform.configs(True)[uniform.RUN]
+    grid = config.data.feature_probability
+    data = replace(config.data, feature_probability=tuple(grid[i] for i in (0, 4, 5, 7, 8, 12)))
+    run = sp.train(replace(config, data=data, train=replace(config.train, steps=3000)), compile=False, progress=False)
+    runs = {uniform.RUN: run}
+    claims = uniform.RECIPE.claims(runs) + geometry.RECIPE.claims(runs)
+    failed = [f"{c.claim}: expected {c.expected}, measured {c.measured}" for c in claims if not c.held]
+    assert len(claims) == 6 and not failed, "\n".join(failed)
+
+
+# --- the recipes end to end -------------------------------------------------------------------
+
+
+@pytest.mark.slow  # six PNGs: ~5 s of figure layout and writing
+def test_recipes_write_figures_and_share_runs(tmp_path):
+    config = uniform.configs(True)[uniform.RUN]
+    data = replace(config.data, feature_probability=(1.0, 0.3, 0.1))
+    tiny = {uniform.RUN: replace(config, data=data, train=replace(config.train, steps=30))}
+    first = run_recipe(replace(get_recipe("uniform"), configs=lambda quick: tiny), tmp_path, quick=True,
+                       compile=False, progress=False)
+    assert {p.name for p in tmp_path.glob("*.png")} == {"uniform_dimensionality.png", "uniform_loss.png"}
+    assert (tmp_path / "claims.json").exists()
+    assert len(first.claims) == 3
+    second = run_recipe(replace(get_recipe("geometry"), configs=lambda quick: tiny), tmp_path, quick=True,
+                        compile=False, progress=False)
+    assert second.reused == [uniform.RUN]
+    assert {"geometry_dimensionality.png", "geometry_histogram.png", "geometry_counts.png",
+            "geometry_graphs.png"} <= {p.name for p in tmp_path.glob("*.png")}
+    assert len(second.claims) == 3
