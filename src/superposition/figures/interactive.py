@@ -128,7 +128,7 @@ def dimensionality_slider(W: Tensor, feature_probability: Sequence[Probability])
         raise ValueError("dimensionality_slider needs one uniform p per instance")
     x = 1.0 / np.asarray(ps, dtype=float)
     d_star, d_i = _np(dimensions_per_feature(W.double())), _np(feature_dimensionality(W.double()))
-    fig = make_subplots(rows=2, cols=1, row_heights=[0.55, 0.45], vertical_spacing=0.14,
+    fig = make_subplots(rows=2, cols=1, row_heights=[0.55, 0.45], vertical_spacing=0.2,
                         subplot_titles=("dimensions per feature D* = m/‖W‖_F²", "feature dimensionalities D_i"))
     fig.add_trace(go.Scatter(x=x, y=d_star, mode="lines+markers", name="D*", line={"color": "black"},
                              customdata=np.asarray(ps),
