@@ -7,12 +7,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..analysis import feature_norms, gram
-from .style import GRAM_CMAP, Probability, _check_runs, _cmap, _np, _scalar_mappable, hidden_plane, sparsity_label
+from .style import Probability, _check_runs, _cmap, _np, gram_row, hidden_plane, sparsity_label
 
 SET_CMAP = "tab10"
 
@@ -105,21 +104,13 @@ def set_gram_figure(W: Tensor, feature_probability: Sequence[Probability], set_s
     W = torch.as_tensor(W)
     _check_runs(W, feature_probability)
     G = _np(gram(W))
-    n, cols = G.shape[-1], len(feature_probability)
-    norm = Normalize(-vmax, vmax)
-    fig = Figure(figsize=(2.6 * cols + 1.0, 3.3), layout="constrained")
-    axes = fig.subplots(1, cols, squeeze=False)[0]
-    for c, ax in enumerate(axes):
-        ax.imshow(G[c], cmap=GRAM_CMAP, norm=norm, interpolation="nearest")
-        for edge in np.arange(set_size, n, set_size) - 0.5:
-            ax.axhline(edge, color="0.2", lw=0.8)
-            ax.axvline(edge, color="0.2", lw=0.8)
-        ticks = np.arange(0, n, set_size)
+    titles = [sparsity_label(p, short=True) for p in feature_probability]
+    fig, axes = gram_row(G, titles, (2.6, 3.3), set_size, vmax, label="WᵀW: Wᵢ·Wⱼ")
+    ticks = np.arange(0, G.shape[-1], set_size)
+    for ax in axes:
         ax.set_xticks(ticks)
         ax.set_yticks(ticks)
         ax.tick_params(labelsize=7, length=2)
-        ax.set_title(sparsity_label(feature_probability[c], short=True), fontsize=8)
         ax.set_xlabel("feature j", fontsize=8)
     axes[0].set_ylabel("feature i", fontsize=8)
-    fig.colorbar(_scalar_mappable(norm, GRAM_CMAP), ax=list(axes), shrink=0.85, label="WᵀW: Wᵢ·Wⱼ")
     return fig

@@ -7,14 +7,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..analysis import gram
 from ..analysis.dynamics import POLYTOPE_FRACTIONS, LossDrop
 from .correlated import set_colors
-from .style import GRAM_CMAP, _cmap, _np, _scalar_mappable
+from .style import _cmap, _np, gram_row
 
 DROP_COLOR = "#fde4c8"
 
@@ -102,21 +101,10 @@ def gram_trajectory_figure(W: Tensor, steps: Sequence[int], *, set_size: int | N
     if W.ndim != 3 or W.shape[0] != len(steps):
         raise ValueError(f"W must be [snap, feat, hidden] with one step per snapshot; got {tuple(W.shape)}, "
                          f"{len(steps)} steps")
-    G = _np(gram(W))
-    n, cols = G.shape[-1], len(steps)
-    norm = Normalize(-vmax, vmax)
-    fig = Figure(figsize=(1.9 * cols + 1.0, 2.3), layout="constrained")
-    axes = fig.subplots(1, cols, squeeze=False)[0]
-    for c, ax in enumerate(axes):
-        ax.imshow(G[c], cmap=GRAM_CMAP, norm=norm, interpolation="nearest")
-        if set_size is not None:
-            for edge in np.arange(set_size, n, set_size) - 0.5:
-                ax.axhline(edge, color="0.2", lw=0.8)
-                ax.axvline(edge, color="0.2", lw=0.8)
+    fig, axes = gram_row(_np(gram(W)), [f"step {int(s):,}" for s in steps], (1.9, 2.3), set_size, vmax)
+    for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f"step {int(steps[c]):,}", fontsize=8)
-    fig.colorbar(_scalar_mappable(norm, GRAM_CMAP), ax=list(axes), shrink=0.85, label="WᵀW")
     if title is not None:
         fig.suptitle(title, fontsize=9)
     return fig

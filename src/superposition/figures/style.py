@@ -98,6 +98,24 @@ def hidden_plane(ax, limit: float, axes_color: str | None = "0.85") -> None:
     ax.set_yticks([])
 
 
+def gram_row(G: np.ndarray, titles: Sequence[str], panel: tuple[float, float], set_size: int | None = None,
+             vmax: float = 1.0, label: str = "WᵀW") -> tuple[Figure, np.ndarray]:
+    """A row of WᵀW heatmaps ``G [panel, feat, feat]`` titled `titles`, with a shared colour bar and,
+    given `set_size`, lines between feature sets. Returns the figure and its axes."""
+    n, cols = G.shape[-1], len(titles)
+    norm = Normalize(-vmax, vmax)
+    fig = Figure(figsize=(panel[0] * cols + 1.0, panel[1]), layout="constrained")
+    axes = fig.subplots(1, cols, squeeze=False)[0]
+    for c, ax in enumerate(axes):
+        ax.imshow(G[c], cmap=GRAM_CMAP, norm=norm, interpolation="nearest")
+        for edge in np.arange(set_size, n, set_size) - 0.5 if set_size else ():
+            ax.axhline(edge, color="0.2", lw=0.8)
+            ax.axvline(edge, color="0.2", lw=0.8)
+        ax.set_title(titles[c], fontsize=8)
+    fig.colorbar(_scalar_mappable(norm, GRAM_CMAP), ax=list(axes), shrink=0.85, label=label)
+    return fig, axes
+
+
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = DPI) -> Path:
     """Write `fig` as a PNG at `path` atomically (temporary file beside it, then rename) and close it.
 
