@@ -35,7 +35,7 @@ def test_json_round_trip_preserves_every_field():
         (lambda: sp.TrainConfig(batch_size=0), "train.batch_size"),
         (lambda: sp.TrainConfig(lr=0), "train.lr"),
         (lambda: sp.TrainConfig(restarts=0), "train.restarts"),
-        (lambda: sp.TrainConfig(optimizer="sgd"), "train.optimizer"),
+        (lambda: sp.TrainConfig(optimizer="sdg"), "train.optimizer"),
         (lambda: sp.TrainConfig(betas=(0.9, 1.0)), "train.betas[1]"),
         (lambda: sp.DataConfig(distribution="correlated"), "data.set_size"),
         (lambda: sp.RunConfig(model=sp.ModelConfig(n_features=5), data=sp.DataConfig(importance=(1.0, 2.0))),

@@ -18,7 +18,8 @@ import torch
 
 from . import __version__
 from .analysis import summarize
-from .config import MODEL_KINDS, ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+from .config import ConfigError, RunConfig
+from .options import add_config_options, config_from_options
 from .run import Run, RunDirError, load_run
 from .train import train
 
@@ -75,44 +76,14 @@ def _add_execution(p: argparse.ArgumentParser) -> None:
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
-    m, d, t = ModelConfig(), TrainConfig(), DataConfig()
     p.add_argument("--config", type=Path, help="a config.json to start from; flags given override it")
-    p.add_argument("--kind", choices=MODEL_KINDS, help=f"model (default {m.kind})")
-    p.add_argument("--features", type=int, help=f"n, input features (default {m.n_features})")
-    p.add_argument("--hidden", type=int, help=f"m, hidden dimensions (default {m.n_hidden})")
-    probs = p.add_mutually_exclusive_group()
-    probs.add_argument("-p", "--feature-probability", type=float, nargs="+", metavar="P",
-                       help="feature probabilities p = 1 - S, one configuration each (default 1)")
-    probs.add_argument("--p-grid", type=float, nargs=3, metavar=("HIGH", "LOW", "NUM"),
-                       help="NUM log-spaced feature probabilities from HIGH down to LOW")
-    imp = p.add_mutually_exclusive_group()
-    imp.add_argument("--importance-decay", type=float,
-                     help=f"importance of feature i is r**i (default {t.importance_decay})")
-    imp.add_argument("--importance", type=float, nargs="+", help="explicit per-feature importance")
-    p.add_argument("--distribution", choices=["independent", "correlated", "anticorrelated"])
-    p.add_argument("--set-size", type=int, help="features per correlated/anticorrelated set")
-    p.add_argument("--signed", action="store_true", default=None, help="values U[-1, 1] (default for abs_mlp)")
-    p.add_argument("--steps", type=int, help=f"training steps (default {d.steps})")
-    p.add_argument("--batch", type=int, dest="batch_size", help=f"batch size (default {d.batch_size})")
-    p.add_argument("--lr", type=float, help=f"learning rate (default {d.lr})")
-    p.add_argument("--optimizer", choices=["adamw", "adam"])
-    p.add_argument("--weight-decay", type=float, help="default 0.01 for adamw, 0 for adam")
-    p.add_argument("--schedule", choices=["constant", "linear", "cosine"])
-    p.add_argument("--warmup", type=int, dest="warmup_steps", help="linear warm-up steps")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--restarts", type=int, help="best-of-N: instances per configuration, the best is kept")
-    p.add_argument("--keep-all-restarts", action="store_true", default=None)
-    p.add_argument("--l1-hidden", type=float, nargs="+", metavar="LAMBDA",
-                   help="L1 penalty λ on hidden activations: one, or one per configuration (default 0)")
-    p.add_argument("--adversarial-eps", type=float, metavar="EPS",
-                   help="adversarial training with WᵀW attacks of norm EPS × mean input norm (default 0: off)")
-    p.add_argument("--log-every", type=int, help=f"steps between loss-curve points (default {d.log_every})")
-    p.add_argument("--snapshot-every", type=int, help="save weights every N steps (learning dynamics)")
+    p.add_argument("--p-grid", type=float, nargs=3, metavar=("HIGH", "LOW", "NUM"),
+                   help="NUM log-spaced feature probabilities from HIGH down to LOW (instead of -p)")
     p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
                    help="save a resumable checkpoint every STEPS steps (default: every 30 s)")
-    p.add_argument("--name", help="run name")
     p.add_argument("--out", type=Path, default=Path("runs/train"), help="run directory (default runs/train)")
     _add_execution(p)
+    add_config_options(p)
     p.set_defaults(handler=cmd_train)
 
 
@@ -140,19 +111,12 @@ def _add_reproduce(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The RunConfig the flags describe (on top of --config when given)."""
     base = RunConfig.from_json(_read_text(args.config)) if args.config else RunConfig()
-    model = _override(base.model, kind=args.kind, n_features=args.features, n_hidden=args.hidden)
-    data_kw = dict(importance_decay=args.importance_decay, distribution=args.distribution, set_size=args.set_size,
-                   feature_probability=_probabilities(args), signed=args.signed,
-                   importance=tuple(args.importance) if args.importance else None)
-    if args.signed is None and model.kind == "abs_mlp" and not args.config:
-        data_kw["signed"] = True  # |x| of non-negative inputs is the identity
-    data = _override(base.data, **data_kw, clear=("importance",) if args.importance_decay is not None else ())
-    names = ("steps", "batch_size", "lr", "optimizer", "weight_decay", "schedule", "warmup_steps", "seed", "restarts",
-             "keep_all_restarts", "log_every", "snapshot_every", "adversarial_eps")
-    l1 = args.l1_hidden
-    l1 = None if l1 is None else (l1[0] if len(l1) == 1 else tuple(l1))
-    train_cfg = _override(base.train, l1_hidden=l1, **{k: getattr(args, k) for k in names})
-    return RunConfig(model=model, data=data, train=train_cfg, name=args.name or base.name)
+    grid = _p_grid(args)
+    if grid is not None:
+        if getattr(args, "data.feature_probability") is not None:
+            raise ConfigError("--p-grid and -p/--feature-probability are exclusive: give one")
+        setattr(args, "data.feature_probability", list(grid))
+    return config_from_options(args, base)
 
 
 def _read_text(path: Path) -> str:
@@ -162,26 +126,16 @@ def _read_text(path: Path) -> str:
         raise ConfigError(f"--config {path}: unreadable ({exc.strerror})") from None
 
 
-def _override(obj, clear: tuple[str, ...] = (), **values):
-    """A copy of the frozen config `obj` with the values that were given (not None)."""
-    from dataclasses import replace
-
-    given = {k: v for k, v in values.items() if v is not None or k in clear}
-    return replace(obj, **given)
-
-
-def _probabilities(args: argparse.Namespace) -> tuple[float, ...] | None:
-    if args.feature_probability:
-        return tuple(args.feature_probability)
-    if args.p_grid:
-        high, low, num = args.p_grid
-        if num != int(num) or num < 1:
-            raise ConfigError(f"--p-grid NUM = {num:g} is invalid: must be an integer >= 1")
-        if not (0 < low <= 1 and 0 < high <= 1):
-            raise ConfigError(f"--p-grid = {high:g} {low:g} is invalid: HIGH and LOW must be in (0, 1]")
-        grid = torch.logspace(math.log10(high), math.log10(low), int(num), dtype=torch.float64)
-        return tuple(round(v, 8) for v in grid.tolist())
-    return None
+def _p_grid(args: argparse.Namespace) -> tuple[float, ...] | None:
+    if not args.p_grid:
+        return None
+    high, low, num = args.p_grid
+    if num != int(num) or num < 1:
+        raise ConfigError(f"--p-grid NUM = {num:g} is invalid: must be an integer >= 1")
+    if not (0 < low <= 1 and 0 < high <= 1):
+        raise ConfigError(f"--p-grid = {high:g} {low:g} is invalid: HIGH and LOW must be in (0, 1]")
+    grid = torch.logspace(math.log10(high), math.log10(low), int(num), dtype=torch.float64)
+    return tuple(round(v, 8) for v in grid.tolist())
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -230,6 +184,17 @@ def format_table(run: Run) -> str:
     return "\n".join(lines)
 
 
+def _model_name(model) -> str:
+    """The preset's name, or what differs from it (custom: the import path)."""
+    if model.custom:
+        return f"custom {model.custom}"
+    from .config import PRESETS
+
+    base = PRESETS[model.kind]
+    changed = [f"{k}={v}" for k, v in model.parts._asdict().items() if getattr(base, k) != v]
+    return model.kind + (f" ({', '.join(changed)})" if changed else "")
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     if (args.run / "sweep.json").is_file():
         return cmd_show_sweep(args)
@@ -242,7 +207,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(json.dumps(row))
         return 0
     c = run.config
-    print(f"{args.run}: {c.model.kind}, n = {c.model.n_features} features, m = {c.model.n_hidden} hidden, "
+    print(f"{args.run}: {_model_name(c.model)}, n = {c.model.n_features} features, m = {c.model.n_hidden} hidden, "
           f"{c.train.steps} steps, best of {c.train.restarts}")
     print(format_table(run))
     return 0

@@ -12,17 +12,44 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 ModelKind = Literal["linear", "relu_output", "relu_hidden", "abs_mlp"]
-Distribution = Literal["independent", "correlated", "anticorrelated"]
-Optimizer = Literal["adamw", "adam"]
+Magnitude = Literal["uniform", "constant", "folded_normal", "exponential"]
+ProbabilityLaw = Literal["constant", "power_law", "exponential"]
 Schedule = Literal["constant", "linear", "cosine"]
+Gradients = Literal["auto", "fused", "autograd"]
 
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
-DISTRIBUTIONS: tuple[str, ...] = get_args(Distribution)
-OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+MAGNITUDES: tuple[str, ...] = get_args(Magnitude)
+PROBABILITY_LAWS: tuple[str, ...] = get_args(ProbabilityLaw)
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
+GRADIENTS: tuple[str, ...] = get_args(Gradients)
+# Optimisers whose update is tensor maths inside the (compilable) step; any other torch.optim class
+# name is accepted too and runs as a torch.optim optimiser on the autograd path.
+FUSED_OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd")
+BUILTIN_DISTRIBUTIONS: tuple[str, ...] = ("independent", "correlated", "anticorrelated", "exactly_k")
+
+
+class Parts(NamedTuple):
+    """A model family as parts; the paper's four kinds are presets of these (`PRESETS`)."""
+
+    tied: bool
+    hidden_bias: bool
+    hidden_activation: str
+    output_activation: str
+    hidden_layer: bool
+    embedding_dim: int | None
+    target: str
+    signed: bool
+
+
+PRESETS: dict[str, Parts] = {
+    "linear": Parts(True, False, "identity", "identity", False, None, "identity", False),
+    "relu_output": Parts(True, False, "identity", "relu", False, None, "identity", False),
+    "relu_hidden": Parts(True, False, "relu", "relu", False, None, "identity", False),
+    "abs_mlp": Parts(False, False, "relu", "relu", False, None, "abs", True),
+}
 
 
 class ConfigError(ValueError):
@@ -53,46 +80,142 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which toy model, and its size."""
+    """Which toy model, and its size: a preset `kind`, optionally changed part by part, or a
+    user's own module (`custom`). A part left None takes the preset's value."""
 
-    kind: ModelKind = "relu_output"
-    """linear: x' = WᵀWx + b; relu_output: ReLU(WᵀWx + b); relu_hidden: ReLU(Wᵀ ReLU(Wx) + b);
-    abs_mlp: untied ReLU(W2 ReLU(W1 x) + b), trained to output |x|."""
-    n_features: int = 5
+    kind: ModelKind = field(default="relu_output", metadata={"flags": ("--kind",)})
+    """Preset. linear: x' = WᵀWx + b; relu_output: ReLU(WᵀWx + b); relu_hidden: ReLU(Wᵀ ReLU(Wx) + b);
+    abs_mlp: untied ReLU(W2 ReLU(W1 x) + b), trained to output |x| of signed inputs."""
+    n_features: int = field(default=5, metadata={"flags": ("--features", "--n-features")})
     """n: number of input features."""
-    n_hidden: int = 2
+    n_hidden: int = field(default=2, metadata={"flags": ("--hidden", "--n-hidden")})
     """m: hidden dimensions (neurons)."""
     init_std: float | None = None
     """Standard deviation of the initial weights; None is xavier-normal of one instance's
     [feat, hidden] matrix, sqrt(2 / (n_features + n_hidden))."""
+    tied: bool | None = None
+    """Decoder is the encoder's transpose (W and Wᵀ) rather than its own matrix (W1, W2)."""
+    hidden_bias: bool | None = None
+    """A trained bias on the hidden layer, b_hidden [inst, hidden] (zero-initialised)."""
+    hidden_activation: str | None = None
+    """Activation of the hidden layer: identity, relu, gelu, silu, sigmoid, tanh, solu (with its
+    LayerNorm), a name registered with `superposition.register_activation`, or 'module:function'."""
+    output_activation: str | None = None
+    """Activation of the output layer (same choices as hidden_activation)."""
+    hidden_layer: bool | None = None
+    """An extra hidden layer h -> act(W_h h), W_h [inst, hidden, hidden] initialised to the identity."""
+    embedding_dim: int | None = None
+    """Features live in a larger space: the model sees x E, E [inst, feat, embedding_dim] a fixed random
+    matrix with orthonormal rows, and its output is mapped back by Eᵀ. None: no embedding."""
+    custom: str | None = None
+    """Import path 'package.module:Name' of your own nn.Module class (or factory) for ONE instance,
+    built as Name(n_features, n_hidden); its forward maps x [batch, feat] to (output [batch, feat],
+    hidden [batch, width]). Parts fields must then be None. `ModelConfig(custom=TheClass)` also works."""
 
     def __post_init__(self) -> None:
+        if self.custom is not None and not isinstance(self.custom, str):
+            from .registry import import_path_of
+
+            try:
+                object.__setattr__(self, "custom", import_path_of(self.custom))
+            except ValueError as exc:
+                _fail("model.custom", self.custom, str(exc))
         _check_choice("model.kind", self.kind, MODEL_KINDS)
         _check_int("model.n_features", self.n_features, 1)
         _check_int("model.n_hidden", self.n_hidden, 1)
         if self.init_std is not None:
             _check_real("model.init_std", self.init_std, 0.0, math.inf)
+        for name in ("tied", "hidden_bias", "hidden_layer"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                _fail(f"model.{name}", value, "must be true, false or null (the preset's)")
+        self._check_activations()
+        if self.embedding_dim is not None:
+            _check_int("model.embedding_dim", self.embedding_dim, self.n_features)
+        if self.custom is not None:
+            self._check_custom()
+
+    def _check_activations(self) -> None:
+        from .registry import ACTIVATIONS
+
+        for name in ("hidden_activation", "output_activation"):
+            value = getattr(self, name)
+            if value is not None and not ACTIVATIONS.is_known(value):
+                _fail(f"model.{name}", value, f"must be {ACTIVATIONS.allowed()}")
+
+    def _check_custom(self) -> None:
+        from .registry import is_import_path
+
+        if not is_import_path(self.custom):
+            _fail("model.custom", self.custom, "must be an import path 'package.module:Name'")
+        changed = [n for n in _PART_FIELDS if getattr(self, n) is not None]
+        if changed:
+            _fail(f"model.{changed[0]}", getattr(self, changed[0]),
+                  "must be null with model.custom: a custom module defines its own parts")
+
+    @property
+    def parts(self) -> Parts:
+        """The preset's parts with this config's changes."""
+        base = PRESETS[self.kind]
+        changes = {n: getattr(self, n) for n in _PART_FIELDS if getattr(self, n) is not None}
+        return base._replace(**changes)
+
+    @property
+    def fused_kind(self) -> str | None:
+        """The paper kind whose hand-written gradients compute this model, or None (autograd)."""
+        if self.custom is not None:
+            return None
+        parts = self.parts
+        for kind, preset in PRESETS.items():
+            if parts[:6] == preset[:6]:
+                return kind
+        return None
+
+
+_PART_FIELDS = ("tied", "hidden_bias", "hidden_activation", "output_activation", "hidden_layer", "embedding_dim")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """The synthetic feature distribution of every configuration in the run."""
 
-    feature_probability: tuple[float | tuple[float, ...], ...] = (1.0,)
+    feature_probability: tuple[float | tuple[float, ...], ...] = field(
+        default=(1.0,), metadata={"flags": ("-p", "--feature-probability")})
     """p (= 1 - S), one entry per configuration: a float for all features, or one per feature."""
     importance_decay: float = 1.0
     """Importance of feature i is importance_decay**i (ignored when `importance` is given)."""
     importance: tuple[float, ...] | tuple[tuple[float, ...], ...] | None = None
     """Explicit per-feature importance, overriding `importance_decay`: one list for every
     configuration, or a list of lists, one per configuration (aligned with `feature_probability`)."""
-    distribution: Distribution = "independent"
+    distribution: str = "independent"
     """independent features; correlated sets (a set is all-zero together with probability 1 - p,
-    else each member U[0, 1]); anticorrelated sets (all-zero with probability 1 - p, else exactly
-    one random member non-zero)."""
+    else each member non-zero); anticorrelated sets (all-zero with probability 1 - p, else exactly
+    one random member non-zero); exactly_k (exactly `n_active` features non-zero, chosen uniformly,
+    p ignored); or a sampler registered with `superposition.data.register_distribution`, or
+    'module:function'."""
     set_size: int | None = None
     """Features per set for correlated/anticorrelated data; must divide n_features."""
-    signed: bool = False
-    """Non-zero values are U[-1, 1] instead of U[0, 1] (the absolute-value task)."""
+    n_active: int | None = None
+    """Non-zero features per example for exactly_k data (1: one-hot inputs)."""
+    signed: bool | None = None
+    """Non-zero values are ±magnitude with a random sign instead of non-negative; None takes the
+    model preset's default (True for abs_mlp, whose task |x| is the identity on x >= 0)."""
+    magnitude: Magnitude = "uniform"
+    """Law of a non-zero value: uniform U[0, 1], constant 1, folded normal |N(0, 1)|, exponential(1)."""
+    probability_law: ProbabilityLaw = "constant"
+    """How p varies over features within a configuration: constant; power_law p_i ∝ (i + 1)^-a;
+    exponential p_i ∝ a^i (a = `law_parameter`). With a law, each entry of feature_probability is the
+    MEAN probability (so n · p features are active on average), each p_i clipped to 1."""
+    law_parameter: float | None = None
+    """a of `probability_law`: the exponent of power_law (default 1), the ratio of exponential (default 0.99)."""
+    normalize: bool = False
+    """Rescale every input to unit L2 norm (all-zero inputs stay zero)."""
+    n_train: int | None = None
+    """A finite training set of this many examples per instance (drawn once from the distribution,
+    regenerated from the seed), trained full-batch when batch_size >= n_train, else in epochs of
+    shuffled minibatches. None: fresh data every step."""
+    n_test: int = 4096
+    """Held-out test examples per instance when n_train is set (the test loss in metrics)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "feature_probability", _freeze(self.feature_probability))
@@ -106,13 +229,37 @@ class DataConfig:
                 _check_real(f"data.feature_probability[{i}]", q, 0.0, 1.0, low_open=True)
         _check_real("data.importance_decay", self.importance_decay, 0.0, math.inf, low_open=True)
         self._check_importance()
-        _check_choice("data.distribution", self.distribution, DISTRIBUTIONS)
+        self._check_distribution()
+        if self.signed is not None and not isinstance(self.signed, bool):
+            _fail("data.signed", self.signed, "must be true, false or null (the model preset's)")
+        _check_choice("data.magnitude", self.magnitude, MAGNITUDES)
+        _check_choice("data.probability_law", self.probability_law, PROBABILITY_LAWS)
+        if self.law_parameter is not None:
+            if self.probability_law == "constant":
+                _fail("data.law_parameter", self.law_parameter, "needs data.probability_law power_law or exponential")
+            high = 1.0 if self.probability_law == "exponential" else math.inf
+            _check_real("data.law_parameter", self.law_parameter, 0.0, high, low_open=True)
+        if not isinstance(self.normalize, bool):
+            _fail("data.normalize", self.normalize, "must be true or false")
+        if self.n_train is not None:
+            _check_int("data.n_train", self.n_train, 1)
+        _check_int("data.n_test", self.n_test, 1)
+
+    def _check_distribution(self) -> None:
+        from .registry import DISTRIBUTIONS
+
+        if self.distribution not in BUILTIN_DISTRIBUTIONS and not DISTRIBUTIONS.is_known(self.distribution):
+            known = dict.fromkeys((*BUILTIN_DISTRIBUTIONS, *DISTRIBUTIONS.names))
+            _fail("data.distribution", self.distribution,
+                  f"must be one of {', '.join(known)}, or an import path 'package.module:function'")
         if self.set_size is not None:
             _check_int("data.set_size", self.set_size, 1)
-        if self.distribution != "independent" and self.set_size is None:
+        if self.distribution in ("correlated", "anticorrelated") and self.set_size is None:
             _fail("data.set_size", None, f"is required for {self.distribution} data")
-        if not isinstance(self.signed, bool):
-            _fail("data.signed", self.signed, "must be true or false")
+        if self.n_active is not None:
+            _check_int("data.n_active", self.n_active, 1)
+        if self.distribution == "exactly_k" and self.n_active is None:
+            _fail("data.n_active", None, "is required for exactly_k data")
 
     def _check_importance(self) -> None:
         imp = self.importance
@@ -150,18 +297,32 @@ class TrainConfig:
     """How to train: optimiser, schedule, sizes, seeds, restarts and what to record."""
 
     steps: int = 10_000
-    batch_size: int = 1024
+    """Optimisation steps (each on a fresh batch, or one minibatch of a finite training set)."""
+    batch_size: int = field(default=1024, metadata={"flags": ("--batch", "--batch-size")})
+    """Examples per step and instance."""
     lr: float = 1e-3
-    optimizer: Optimizer = "adamw"
+    """Peak learning rate (after warm-up)."""
+    optimizer: str = "adamw"
+    """adamw, adam or sgd (fused into the step), or the name of any other torch.optim optimiser
+    (e.g. RMSprop, Adagrad), run by torch.optim on the autograd path with `optimizer_options`."""
     weight_decay: float | None = None
-    """None means the optimiser's usual default: 0.01 for adamw, 0 for adam."""
+    """None means the optimiser's usual default: 0.01 for adamw, 0 otherwise."""
     betas: tuple[float, float] = (0.9, 0.999)
+    """Adam(W)'s moment decay rates."""
     eps: float = 1e-8
+    """Adam(W)'s denominator epsilon."""
+    momentum: float = 0.0
+    """SGD momentum (0: plain SGD)."""
+    nesterov: bool = False
+    """SGD with Nesterov momentum (needs momentum > 0)."""
+    optimizer_options: tuple[tuple[str, Any], ...] = ()
+    """Extra keyword arguments of a torch.optim optimiser, e.g. {"alpha": 0.9} for RMSprop."""
     schedule: Schedule = "constant"
     """Learning-rate decay after warm-up: constant, linear to 0, or cosine to 0."""
-    warmup_steps: int = 0
+    warmup_steps: int = field(default=0, metadata={"flags": ("--warmup", "--warmup-steps")})
     """Steps of linear warm-up from 0 to `lr`."""
     seed: int = 0
+    """Seed of every random draw of the run (initial weights, data, evaluation)."""
     restarts: int = 1
     """Best-of-N: train N instances per configuration and keep the lowest final loss."""
     keep_all_restarts: bool = False
@@ -172,6 +333,15 @@ class TrainConfig:
     """Save the weights every this many steps (learning dynamics), or never when None."""
     eval_batches: int = 8
     """Batches of fresh data used for the final per-instance loss."""
+    target: str | None = None
+    """What the model must output: identity, abs (|x|), x_plus_relu (x + ReLU(x)), a name registered with
+    `superposition.register_target`, or 'module:function'; None takes the model preset's (abs for abs_mlp)."""
+    loss: str = "mse"
+    """Per-instance loss: mse (importance-weighted squared error, the paper's), mae, a name registered with
+    `superposition.register_loss`, or 'module:function' (output, goal, importance) -> [inst]."""
+    gradients: Gradients = "auto"
+    """fused: the hand-written gradients of the paper's models; autograd: torch.func for any model;
+    auto: fused where the model, loss and optimiser have them, else autograd."""
     l1_hidden: float | tuple[float, ...] = 0.0
     """λ of an L1 penalty on the hidden activations, λ · mean over the batch of ‖h‖₁, added to the
     training objective (not to the reported loss). One value, or one per configuration."""
@@ -185,7 +355,7 @@ class TrainConfig:
         _check_int("train.steps", self.steps, 1)
         _check_int("train.batch_size", self.batch_size, 1)
         _check_real("train.lr", self.lr, 0.0, math.inf, low_open=True)
-        _check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        self._check_optimizer()
         if self.weight_decay is not None:
             _check_real("train.weight_decay", self.weight_decay, 0.0, math.inf)
         if len(self.betas) != 2:
@@ -203,17 +373,83 @@ class TrainConfig:
         if self.snapshot_every is not None:
             _check_int("train.snapshot_every", self.snapshot_every, 1)
         _check_int("train.eval_batches", self.eval_batches, 1)
+        self._check_objective()
         object.__setattr__(self, "l1_hidden", _freeze(self.l1_hidden))
         for i, lam in enumerate(self.l1_hidden if isinstance(self.l1_hidden, tuple) else (self.l1_hidden,)):
             where = f"train.l1_hidden[{i}]" if isinstance(self.l1_hidden, tuple) else "train.l1_hidden"
             _check_real(where, lam, 0.0, math.inf)
         _check_real("train.adversarial_eps", self.adversarial_eps, 0.0, math.inf)
 
+    def _check_optimizer(self) -> None:
+        name = self.optimizer
+        if not isinstance(name, str) or not (name in FUSED_OPTIMIZERS or _torch_optimizer(name) is not None):
+            _fail("train.optimizer", name, f"must be one of {', '.join(FUSED_OPTIMIZERS)}, or a torch.optim "
+                  "optimiser class name (e.g. RMSprop, Adagrad, SGD)")
+        _check_real("train.momentum", self.momentum, 0.0, 1.0)
+        if not isinstance(self.nesterov, bool):
+            _fail("train.nesterov", self.nesterov, "must be true or false")
+        if self.nesterov and not (self.optimizer == "sgd" and self.momentum > 0):
+            _fail("train.nesterov", self.nesterov, "needs optimizer sgd with momentum > 0")
+        if self.momentum and self.optimizer != "sgd":
+            _fail("train.momentum", self.momentum, "is for optimizer sgd (torch.optim options go in optimizer_options)")
+        options = self.optimizer_options
+        if isinstance(options, dict):
+            options = tuple(sorted(options.items()))
+        object.__setattr__(self, "optimizer_options", _freeze(options))
+        if self.optimizer_options and self.optimizer in FUSED_OPTIMIZERS:
+            _fail("train.optimizer_options", dict(self.optimizer_options),
+                  f"are for torch.optim optimisers; {self.optimizer} takes lr, weight_decay, betas, eps, momentum, "
+                  "nesterov")
+        if self.optimizer_options:
+            _check_optimizer_options(self.optimizer, self.optimizer_options)
+
+    def _check_objective(self) -> None:
+        from .registry import LOSSES, TARGETS
+
+        if self.target is not None and not TARGETS.is_known(self.target):
+            _fail("train.target", self.target, f"must be {TARGETS.allowed()}")
+        if not LOSSES.is_known(self.loss):
+            _fail("train.loss", self.loss, f"must be {LOSSES.allowed()}")
+        _check_choice("train.gradients", self.gradients, GRADIENTS)
+
+    def l1_per_config(self, n_configs: int) -> tuple[float, ...]:
+        """λ of every configuration: the one normalised form of `l1_hidden`."""
+        lam = self.l1_hidden
+        return tuple(lam) if isinstance(lam, tuple) else (float(lam),) * n_configs
+
+    @property
+    def has_l1(self) -> bool:
+        lam = self.l1_hidden
+        return any(v > 0 for v in lam) if isinstance(lam, tuple) else lam > 0
+
     @property
     def resolved_weight_decay(self) -> float:
         if self.weight_decay is not None:
             return self.weight_decay
         return 0.01 if self.optimizer == "adamw" else 0.0
+
+    @property
+    def torch_optimizer(self) -> bool:
+        """True when the optimiser is a torch.optim one rather than fused into the step."""
+        return self.optimizer not in FUSED_OPTIMIZERS
+
+
+def _torch_optimizer(name: str) -> type | None:
+    import torch
+
+    cls = getattr(torch.optim, name, None) if name.isidentifier() and not name.startswith("_") else None
+    ok = isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer) and name not in ("LBFGS", "SparseAdam")
+    return cls if ok else None
+
+
+def _check_optimizer_options(name: str, options: tuple[tuple[str, Any], ...]) -> None:
+    import inspect
+
+    accepted = set(inspect.signature(_torch_optimizer(name)).parameters) - {"self", "params", "lr", "weight_decay"}
+    for key, value in options:
+        if key not in accepted:
+            _fail(f"train.optimizer_options.{key}", value,
+                  f"is not an option of torch.optim.{name}; it takes {', '.join(sorted(accepted))}")
 
 
 @dataclass(frozen=True)
@@ -240,9 +476,14 @@ class RunConfig:
         if isinstance(l1, tuple) and len(l1) != self.data.n_configs:
             _fail("train.l1_hidden", list(l1), f"must be one number or one per configuration "
                   f"(len(data.feature_probability) = {self.data.n_configs}), got {len(l1)}")
-        if self.train.adversarial_eps > 0 and self.model.kind == "abs_mlp":
+        parts = self.model.parts
+        if self.train.adversarial_eps > 0 and (self.model.fused_kind is None or not parts.tied):
             _fail("train.adversarial_eps", self.train.adversarial_eps,
-                  "must be 0 for abs_mlp: the WᵀW attack needs a tied model (linear, relu_output, relu_hidden)")
+                  "must be 0 here: the WᵀW attack needs a tied paper model (linear, relu_output, relu_hidden)")
+        if self.data.signed is None:
+            object.__setattr__(self, "data", dataclasses.replace(self.data, signed=parts.signed))
+        if self.data.n_active is not None and self.data.n_active > n:
+            _fail("data.n_active", self.data.n_active, f"must be at most model.n_features = {n}")
         size = self.data.set_size
         if size is not None and n % size != 0:
             _fail("data.set_size", size, f"must divide model.n_features = {n}")
@@ -252,8 +493,15 @@ class RunConfig:
         """Instances trained together: configurations × restarts."""
         return self.data.n_configs * self.train.restarts
 
+    @property
+    def target(self) -> str:
+        """The training target: train.target, or the model preset's."""
+        return self.train.target if self.train.target is not None else self.model.parts.target
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        raw = dataclasses.asdict(self)
+        raw["train"]["optimizer_options"] = dict(self.train.optimizer_options)
+        return raw
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

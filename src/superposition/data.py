@@ -11,12 +11,18 @@ Shapes: keys ``[inst]`` (int64), probabilities and importance ``[inst, feat]``, 
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from .config import RunConfig
+from .config import BUILTIN_DISTRIBUTIONS, DataConfig, RunConfig
+from .registry import DISTRIBUTIONS, register_distribution
+
+__all__ = ["FeatureSpec", "Stream", "dataset", "draw", "feature_spec", "minibatch", "register_distribution", "sample"]
+
+_BUILTIN = frozenset(BUILTIN_DISTRIBUTIONS)
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -80,24 +86,82 @@ class FeatureSpec(NamedTuple):
     importance: Tensor  # [inst, feat] float32
 
 
+class Stream(NamedTuple):
+    """The random numbers of one step, for a user's sampler (`register_distribution`): every call with
+    a different `salt` gives independent numbers; the same call gives the same numbers."""
+
+    keys: Tensor  # [inst] int64
+    step: Tensor  # 0-d int64
+
+    def bits(self, batch: int, width: int, salt: int = 0) -> Tensor:
+        """64 random bits per element, ``[inst, batch, width]`` (int64)."""
+        keys = self.keys if salt == 0 else mix(self.keys + _signed(_GOLDEN * (salt + 1)))
+        return random_bits(keys, self.step, batch, width)
+
+    def uniform(self, batch: int, width: int, salt: int = 0) -> Tensor:
+        """Uniforms in [0, 1), ``[inst, batch, width]`` (float32, 24 bits each)."""
+        return _unit(self.bits(batch, width, salt), 40)
+
+
 def sample(spec: FeatureSpec, step: Tensor, batch: int, distribution: str = "independent",
-           set_size: int | None = None, signed: bool = False) -> Tensor:
+           set_size: int | None = None, signed: bool = False, *, n_active: int | None = None,
+           magnitude: str = "uniform", normalize: bool = False) -> Tensor:
     """One batch ``[inst, batch, feat]`` of step `step` (an int64 scalar tensor).
 
-    Each feature is non-zero with its probability p, and then uniform on [0, 1) (or [-1, 1) when
-    `signed`). Gate and value use disjoint bits of one hash, so one hash per element suffices.
+    Each feature is non-zero with its probability p (or as `distribution` says), and then drawn
+    from `magnitude` (uniform on [0, 1) by default), with a random sign when `signed` (uniform:
+    U[-1, 1)). Gate and value use disjoint bits of one hash, so one hash per element suffices.
     """
+    if distribution not in _BUILTIN:
+        x = DISTRIBUTIONS.get(distribution)(Stream(spec.keys, step), batch, spec.probability)
+        return _normalized(x) if normalize else x
     n_feat = spec.probability.shape[-1]
     bits = random_bits(spec.keys, step, batch, n_feat)
-    value = _unit(bits, 40)
-    if signed:
-        value = value * 2.0 - 1.0
+    value = _magnitude(bits, magnitude, signed)
     if distribution == "independent":
         keep = _unit(bits, 0) < spec.probability.unsqueeze(1)
+    elif distribution == "exactly_k":
+        keep = _exactly_k(_unit(bits, 0), n_active)
     else:
         assert set_size is not None
         keep = _set_mask(spec, step, batch, n_feat, set_size, distribution == "anticorrelated")
-    return torch.where(keep, value, 0.0)
+    x = torch.where(keep, value, 0.0)
+    return _normalized(x) if normalize else x
+
+
+def draw(spec: FeatureSpec, step: Tensor, batch: int, data: DataConfig) -> Tensor:
+    """`sample` with every option of `data`."""
+    return sample(spec, step, batch, data.distribution, data.set_size, bool(data.signed), n_active=data.n_active,
+                  magnitude=data.magnitude, normalize=data.normalize)
+
+
+def _magnitude(bits: Tensor, magnitude: str, signed: bool) -> Tensor:
+    """The non-zero values' law, from bits 24-63 of each element's hash (bits 0-23 gate it)."""
+    u = _unit(bits, 40)
+    if magnitude == "uniform":
+        return u * 2.0 - 1.0 if signed else u
+    if magnitude == "constant":
+        value = torch.ones_like(u)
+    elif magnitude == "exponential":
+        value = -torch.log1p(-u)
+    else:  # folded normal |N(0, 1)|, Box-Muller on 24 + 15 bits
+        angle = (_lsr(bits, 25) & 0x7FFF).to(torch.float32) * (2.0**-15)
+        value = (torch.sqrt(-2.0 * torch.log1p(-u)) * torch.cos(2.0 * math.pi * angle)).abs()
+    if signed:
+        value = torch.where((_lsr(bits, 24) & 1) == 1, -value, value)
+    return value
+
+
+def _exactly_k(u: Tensor, k: int | None) -> Tensor:
+    """The k features with the smallest uniforms of each example: k distinct, uniformly chosen."""
+    assert k is not None
+    threshold = torch.topk(u, k, dim=-1, largest=False).values[..., -1:]
+    return u <= threshold
+
+
+def _normalized(x: Tensor) -> Tensor:
+    norm = x.norm(dim=-1, keepdim=True)
+    return torch.where(norm > 0, x / norm.clamp_min(1e-30), 0.0)
 
 
 def _set_mask(spec: FeatureSpec, step: Tensor, batch: int, n_feat: int, set_size: int,
@@ -128,6 +192,7 @@ class Instances(NamedTuple):
 
 # Streams: separate derived keys so that init, training data and evaluation never share numbers.
 STREAM_INIT, STREAM_DATA, STREAM_SETS, STREAM_EVAL = 1, 2, 3, 4
+STREAM_TRAIN_SET, STREAM_TEST_SET, STREAM_SHUFFLE = 5, 6, 7
 
 
 def instances(config: RunConfig) -> Instances:
@@ -156,10 +221,30 @@ def importance_matrix(config: RunConfig) -> Tensor:
 
 
 def probability_matrix(config: RunConfig) -> Tensor:
-    """Per-configuration, per-feature probability ``[config, feat]``."""
-    n = config.model.n_features
-    rows = [list(p) if isinstance(p, tuple) else [p] * n for p in config.data.feature_probability]
-    return torch.tensor(rows, dtype=torch.float32)
+    """Per-configuration, per-feature probability ``[config, feat]``: the one normalised form of
+    `data.feature_probability` (and its `probability_law`)."""
+    n, data = config.model.n_features, config.data
+    rows = [list(p) if isinstance(p, tuple) else [p] * n for p in data.feature_probability]
+    probs = torch.tensor(rows, dtype=torch.float64)
+    if data.probability_law != "constant":
+        probs = (probs * law_shape(data.probability_law, data.law_parameter, n)).clamp(max=1.0)
+    return probs.to(torch.float32)
+
+
+def law_shape(law: str, parameter: float | None, n: int) -> Tensor:
+    """Relative probabilities of the n features under `law`, with mean 1 ``[feat]`` (float64)."""
+    i = torch.arange(n, dtype=torch.float64)
+    if law == "power_law":
+        shape = (i + 1.0) ** -(1.0 if parameter is None else parameter)
+    else:
+        shape = (0.99 if parameter is None else parameter) ** i
+    return shape / shape.mean()
+
+
+def l1_vector(config: RunConfig, device: torch.device | str = "cpu") -> Tensor:
+    """The L1 penalty coefficient of every instance ``[inst]``."""
+    per_config = torch.tensor(config.train.l1_per_config(config.data.n_configs), dtype=torch.float32)
+    return per_config[instances(config).config_index].to(device)
 
 
 def feature_spec(config: RunConfig, stream: int = STREAM_DATA, device: str | torch.device = "cpu") -> FeatureSpec:
@@ -178,3 +263,46 @@ def feature_spec(config: RunConfig, stream: int = STREAM_DATA, device: str | tor
     probability = probability_matrix(config)[table.config_index]
     importance = importance_matrix(config)[table.config_index]
     return FeatureSpec(*(t.to(device) for t in (keys, set_keys, probability, importance)))
+
+
+# --- finite datasets --------------------------------------------------------------------------
+
+# Examples generated per call when a dataset is drawn, bounding the int64 hash temporaries.
+_DATASET_CHUNK = 8192
+
+
+def dataset(config: RunConfig, split: str = "train", device: str | torch.device = "cpu") -> Tensor:
+    """The finite training (``n_train``) or test (``n_test``) set ``[inst, T, feat]``, regenerated from
+    the run seed. The sets depend on the seed alone, not the restart, so best-of-N restarts and the
+    configurations of a run see the same events (common random numbers)."""
+    data = config.data
+    if data.n_train is None:
+        raise ValueError("data.n_train is None: the run trains on fresh data, it has no finite dataset")
+    size, stream = (data.n_train, STREAM_TRAIN_SET) if split == "train" else (data.n_test, STREAM_TEST_SET)
+    spec = feature_spec(config, stream, device)
+    chunks = []
+    for i, start in enumerate(range(0, size, _DATASET_CHUNK)):
+        step = torch.tensor(i, dtype=torch.int64, device=device)
+        chunks.append(draw(spec, step, min(_DATASET_CHUNK, size - start), data))
+    return torch.cat(chunks, dim=1)
+
+
+def shuffle_keys(config: RunConfig, device: str | torch.device = "cpu") -> Tensor:
+    """The key of each instance's minibatch order ``[inst]`` (one per instance: restarts differ)."""
+    keys = [derive_seed(s, STREAM_SHUFFLE) for s in instances(config).seeds]
+    return torch.tensor(keys, dtype=torch.int64, device=device)
+
+
+def minibatch(train_set: Tensor, keys: Tensor, step: Tensor, batch: int) -> Tensor:
+    """Minibatch of step `step` ``[inst, batch, feat]``: epochs of ``T // batch`` steps, each a fresh
+    random permutation of the T examples (the remainder of an epoch is left out). The whole set when
+    ``batch >= T``."""
+    size = train_set.shape[1]
+    if batch >= size:
+        return train_set
+    per_epoch = size // batch
+    epoch = torch.div(step, per_epoch, rounding_mode="floor")
+    order = random_bits(keys, epoch, 1, size).squeeze(1).argsort(dim=-1)  # [inst, T]
+    offset = (step - epoch * per_epoch) * batch
+    index = order.gather(1, (offset + torch.arange(batch, device=keys.device)).expand(order.shape[0], -1))
+    return train_set.gather(1, index.unsqueeze(-1).expand(-1, -1, train_set.shape[-1]))

@@ -33,7 +33,7 @@ from torch import Tensor
 from .atomic import atomic_write_bytes, atomic_write_json, temporary_beside
 from .config import ConfigError, RunConfig
 from .data import importance_matrix, probability_matrix
-from .models import Params, ToyModel, param_shapes
+from .models import Params, ToyModel, feature_directions, param_shapes
 
 CONFIG, WEIGHTS, METRICS, PROVENANCE = "config.json", "weights.safetensors", "metrics.json", "provenance.json"
 SNAPSHOTS, CHECKPOINT = "snapshots.safetensors", "checkpoint.safetensors"
@@ -57,6 +57,7 @@ class Metrics:
     train_seconds: float = 0.0
     steps_per_second: float = 0.0
     compiled: bool = False
+    test_loss: list[float] | None = None  # held-out loss per saved instance, for runs on a finite dataset
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Metrics:
@@ -81,8 +82,9 @@ class Run:
 
     @property
     def W(self) -> Tensor:  # noqa: N802 - the paper's name
-        """``[inst, feat, hidden]``; for abs_mlp the input weights W1."""
-        return self.params["W1" if "W1" in self.params else "W"]
+        """Feature directions ``[inst, feat, hidden]``: W, the input weights W1 of untied models, E·W with
+        an embedding, or a custom module's W parameter."""
+        return feature_directions(self.config.model, self.params)
 
     @property
     def b(self) -> Tensor:
@@ -90,7 +92,7 @@ class Run:
 
     @property
     def n_instances(self) -> int:
-        return self.b.shape[0]
+        return len(self.metrics.final_loss)
 
     @property
     def probability(self) -> Tensor:
@@ -180,7 +182,10 @@ def _load_tensors(path: Path) -> dict[str, Tensor]:
 
 
 def _check_shapes(out: Path, config: RunConfig, params: Params, n_inst: int) -> None:
-    expected = param_shapes(config.model, n_inst)
+    try:
+        expected = param_shapes(config.model, n_inst)
+    except ConfigError as exc:  # a custom model that cannot be imported or built here
+        raise RunDirError(f"{out}: cannot rebuild the run's model: {exc}") from None
     got = {k: tuple(v.shape) for k, v in params.items()}
     if got != expected:
         raise RunDirError(f"{out / WEIGHTS}: tensors {got} do not match the config, which needs {expected}")

@@ -1,9 +1,11 @@
 """train(RunConfig) -> Run: every instance trained at once, one fused step per batch.
 
-The step (`make_step`) samples a batch from the counter-based generator, computes the loss and
-hand-written gradients and applies Adam(W), all as tensor operations on the training state. It
-runs eagerly (the reference) or compiled whole by `torch.compile`, which fuses it into a few
-loops; both consume identical data.
+The step (`make_step`) samples a batch from the counter-based generator (or a minibatch of a finite
+training set), computes the loss and its gradients and applies the optimiser, all as tensor
+operations on the training state. Gradients are hand-written for the paper's models (`fused`) and
+come from `torch.func` for every other model, target or loss (`autograd`); either way the step runs
+eagerly (the reference) or compiled whole by `torch.compile`, which fuses it into a few loops, and
+both consume identical data. A torch.optim optimiser other than the fused Adam(W)/SGD runs eagerly.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from tqdm.auto import tqdm
 
 from . import run as rundir
 from .attacks import worst_perturbation
-from .config import ConfigError, RunConfig
-from .data import STREAM_EVAL, FeatureSpec, feature_spec, instances, sample
-from .models import Params, forward, gradient_fn, init_params, instance_loss, target
-from .optim import adam_update, lr_table
+from .config import PRESETS, ConfigError, RunConfig
+from .data import STREAM_EVAL, FeatureSpec, dataset, draw, feature_spec, instances, l1_vector, minibatch, shuffle_keys
+from .models import FROZEN, LossAndGrads, Params, forward, gradient_fn, init_params, target, trainable
+from .optim import TorchOptimizer, lr_table, update
+from .registry import LOSSES
 from .run import Metrics, Run, RunDirError
 
 CompileMode = bool | Literal["auto"]
@@ -46,7 +49,7 @@ class TrainState:
     """Everything that changes during training; a checkpoint is exactly this."""
 
     params: Params
-    exp_avg: Params
+    exp_avg: Params  # Adam's first moment, or SGD's momentum buffer
     exp_avg_sq: Params
     step: Tensor  # 0-d int64: steps done
     loss_sum: Tensor  # [inst]: training loss summed since the last log point
@@ -54,6 +57,7 @@ class TrainState:
     loss_curve: list[list[float]] = field(default_factory=list)  # [log point][inst]
     snapshot_steps: list[int] = field(default_factory=list)
     snapshots: list[Params] = field(default_factory=list)
+    optimizer: TorchOptimizer | None = None  # a torch.optim optimiser, when the config names one
 
     def tensors(self) -> dict[str, Tensor]:
         out = {"step": self.step, "loss_sum": self.loss_sum}
@@ -61,16 +65,22 @@ class TrainState:
             out.update({f"{group}.{k}": v for k, v in getattr(self, group).items()})
         for i, snap in enumerate(self.snapshots):
             out.update({f"snapshot.{i}.{k}": v for k, v in snap.items()})
+        if self.optimizer is not None:
+            out.update(self.optimizer.state_tensors())
         return out
 
 
 def init_state(config: RunConfig, device: torch.device) -> TrainState:
     params = {k: v.to(device) for k, v in init_params(config.model, instances(config).seeds).items()}
-    zeros = lambda: {k: torch.zeros_like(v) for k, v in params.items()}  # noqa: E731
+    zeros = lambda: {k: torch.zeros_like(v) for k, v in trainable(params).items()}  # noqa: E731
     step = torch.zeros((), dtype=torch.int64, device=device)
-    return TrainState(params, zeros(), zeros(), step, torch.zeros(config.n_instances, device=device))
+    state = TrainState(params, zeros(), zeros(), step, torch.zeros(config.n_instances, device=device))
+    if config.train.torch_optimizer:
+        state.optimizer = TorchOptimizer(trainable(params), config.train)
+    return state
 
 
+@torch.no_grad()
 def restore_state(state: TrainState, tensors: dict[str, Tensor], meta: dict) -> None:
     """Load a checkpoint into `state` in place (so a compiled step keeps its inputs)."""
     state.step.copy_(tensors["step"])
@@ -82,27 +92,90 @@ def restore_state(state: TrainState, tensors: dict[str, Tensor], meta: dict) -> 
     state.snapshot_steps = meta["snapshot_steps"]
     n_snapshots = len(state.snapshot_steps)
     state.snapshots = [{k: tensors[f"snapshot.{i}.{k}"] for k in state.params} for i in range(n_snapshots)]
+    if state.optimizer is not None:
+        state.optimizer.load_state_tensors(tensors)
 
 
-def make_step(config: RunConfig, compiled: bool) -> StepFn:
-    """The training step: sample, loss and gradients, Adam(W), all in place on the state."""
-    kind, data, cfg = config.model.kind, config.data, config.train
-    gradients = gradient_fn(config.model, compiled)
-    use_l1, adversarial = has_l1(config), cfg.adversarial_eps
+def uses_fused_gradients(config: RunConfig) -> bool:
+    """Whether the step takes the hand-written gradients (`train.gradients`, resolved)."""
+    choice = config.train.gradients
+    fusable = config.model.fused_kind is not None and config.train.loss == "mse"
+    if choice == "fused" and not fusable:
+        raise ConfigError(f"train.gradients = 'fused' is invalid here: hand-written gradients exist for the paper's "
+                          f"four models with loss mse, not for {_describe(config)}; use auto or autograd")
+    return fusable if choice == "auto" else choice == "fused"
+
+
+def _describe(config: RunConfig) -> str:
+    m = config.model
+    return f"model.custom = {m.custom}" if m.custom else f"{m.parts} with loss {config.train.loss}"
+
+
+def autograd_gradients(config: RunConfig) -> Callable[..., LossAndGrads]:
+    """Per-instance loss and the gradient of its sum (plus the L1 term) by `torch.func.grad`, for any model.
+    Signature: (params, x, importance, goal, l1) -> LossAndGrads."""
+    model, loss_fn = config.model, LOSSES.get(config.train.loss)
+
+    def objective(train_params: Params, frozen: Params, x: Tensor, importance: Tensor, goal: Tensor,
+                  l1: Tensor | None) -> tuple[Tensor, Tensor]:
+        fwd = forward(model, {**frozen, **train_params}, x)
+        loss = loss_fn(fwd.output, goal, importance)
+        total = loss.sum()
+        if l1 is not None:
+            total = total + (l1 * fwd.hidden.abs().sum(-1).mean(-1)).sum()
+        return total, loss
+
+    grad = torch.func.grad(objective, has_aux=True)
+
+    def gradients(params: Params, x: Tensor, importance: Tensor, goal: Tensor, l1: Tensor | None) -> LossAndGrads:
+        frozen = {k: v for k, v in params.items() if k in FROZEN}
+        grads, loss = grad(trainable(params), frozen, x, importance, goal, l1)
+        return LossAndGrads(loss, grads)
+
+    return gradients
+
+
+def _gradients(config: RunConfig, compiled: bool) -> Callable[..., LossAndGrads]:
+    """(params, x, importance, goal, l1) -> LossAndGrads on the path `config` takes; goal None is the target."""
+    name = config.target
+    if not uses_fused_gradients(config):
+        autograd = autograd_gradients(config)
+        return lambda params, x, importance, goal, l1: autograd(
+            params, x, importance, target(name, x) if goal is None else goal, l1)
+    kind, fused = config.model.fused_kind, gradient_fn(config.model, compiled)
+    if name != PRESETS[kind].target:
+        return lambda params, x, importance, goal, l1: fused(
+            kind, params, x, importance, goal=target(name, x) if goal is None else goal, l1=l1)
+    return lambda params, x, importance, goal, l1: fused(kind, params, x, importance, goal=goal, l1=l1)
+
+
+def make_step(config: RunConfig, compiled: bool, optimizer: TorchOptimizer | None = None) -> StepFn:
+    """The training step: sample, loss and gradients, the optimiser's update, all in place on the state.
+    With a torch.optim `optimizer` the update is its `step` (eager only)."""
+    data, cfg = config.data, config.train
+    gradients = _gradients(config, compiled)
+    use_l1, adversarial, name = cfg.has_l1, cfg.adversarial_eps, config.target
 
     def step_fn(params: Params, exp_avg: Params, exp_avg_sq: Params, step: Tensor, loss_sum: Tensor,
-                spec: FeatureSpec, lrs: Tensor, l1: Tensor) -> None:
-        x = sample(spec, step, cfg.batch_size, data.distribution, data.set_size, data.signed)
+                spec: FeatureSpec, lrs: Tensor, l1: Tensor, train_set: Tensor | None = None,
+                order: Tensor | None = None) -> None:
+        if train_set is None:
+            x = draw(spec, step, cfg.batch_size, data)
+        else:
+            x = minibatch(train_set, order, step, cfg.batch_size)
         goal = None
         if adversarial:
-            goal = target(kind, x)
-            x = x + worst_perturbation(kind, params, x, spec.importance, adversarial)
-        loss, grads = gradients(kind, params, x, spec.importance, goal=goal, l1=l1 if use_l1 else None)
+            goal = target(name, x)
+            x = x + worst_perturbation(config.model.fused_kind, params, x, spec.importance, adversarial)
+        loss, grads = gradients(params, x, spec.importance, goal, l1 if use_l1 else None)
         loss_sum.add_(loss)
         lr = torch.index_select(lrs, 0, step.view(1)).squeeze(0)
-        t = step + 1
-        for name, param in params.items():
-            adam_update(param, grads[name], exp_avg[name], exp_avg_sq[name], lr, t, cfg)
+        if optimizer is not None:
+            optimizer.step(grads, float(lr))
+        else:
+            t = step + 1
+            for key, grad in grads.items():
+                update(params[key], grad, exp_avg[key], exp_avg_sq[key], lr, t, cfg)
         step.add_(1)
 
     if not compiled:
@@ -111,15 +184,7 @@ def make_step(config: RunConfig, compiled: bool) -> StepFn:
 
 
 def has_l1(config: RunConfig) -> bool:
-    lam = config.train.l1_hidden
-    return any(v > 0 for v in lam) if isinstance(lam, tuple) else lam > 0
-
-
-def l1_vector(config: RunConfig, device: torch.device | str = "cpu") -> Tensor:
-    """The L1 penalty coefficient of every instance ``[inst]``."""
-    lam = config.train.l1_hidden
-    per_config = torch.tensor(lam if isinstance(lam, tuple) else (lam,) * config.data.n_configs)
-    return per_config[instances(config).config_index].to(device=device, dtype=torch.float32)
+    return config.train.has_l1
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -135,36 +200,54 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def should_compile(config: RunConfig, compile: CompileMode) -> bool:
+    if config.train.torch_optimizer:
+        return False  # torch.optim's step runs eagerly
     if compile == "auto":
         return config.train.steps >= AUTO_COMPILE_MIN_STEPS and shutil.which(os.environ.get("CXX", "g++")) is not None
     return bool(compile)
 
 
 @torch.no_grad()
-def evaluate(config: RunConfig, params: Params, spec: FeatureSpec | None = None, objective: bool = False) -> Tensor:
-    """Per-instance loss ``[inst]`` on `train.eval_batches` fresh batches of the evaluation stream,
-    the same events for every instance.
+def evaluate(config: RunConfig, params: Params, spec: FeatureSpec | None = None, objective: bool = False,
+             split: str = "train") -> Tensor:
+    """Per-instance loss ``[inst]``: on `train.eval_batches` fresh batches of the evaluation stream, the
+    same events for every instance; with a finite dataset (`data.n_train`), on the whole training set
+    (or, with ``split="test"``, the held-out test set).
 
-    With `objective`, the loss the run was trained on instead of the plain squared error: inputs
-    attacked when `train.adversarial_eps` > 0, plus the L1 penalty when `train.l1_hidden` > 0.
-    Best-of-N ranks restarts by it.
+    With `objective`, the loss the run was trained on instead of the plain loss: inputs attacked
+    when `train.adversarial_eps` > 0, plus the L1 penalty when `train.l1_hidden` > 0. Best-of-N
+    ranks restarts by it.
     """
-    data, cfg, kind = config.data, config.train, config.model.kind
-    device = params["b"].device
+    device = next(iter(params.values())).device
     spec = spec if spec is not None else feature_spec(config, STREAM_EVAL, device)
-    l1 = l1_vector(config, device) if objective and has_l1(config) else None
-    total = torch.zeros(params["b"].shape[0], device=device)
-    for i in range(cfg.eval_batches):
-        step = torch.tensor(i, dtype=torch.int64, device=device)
-        x = sample(spec, step, cfg.batch_size, data.distribution, data.set_size, data.signed)
-        goal = target(kind, x)
-        if objective and cfg.adversarial_eps > 0:
-            x = x + worst_perturbation(kind, params, x, spec.importance, cfg.adversarial_eps)
-        fwd = forward(kind, params, x)
-        total += instance_loss(fwd.output, goal, spec.importance)
-        if l1 is not None:
-            total += l1 * fwd.hidden.abs().sum(-1).mean(-1)
-    return total / cfg.eval_batches
+    l1 = l1_vector(config, device) if objective and config.train.has_l1 else None
+    batches = _eval_batches(config, spec, device, split)
+    total = torch.zeros(spec.probability.shape[0], device=device)
+    for x in batches:
+        total += _batch_loss(config, params, x, spec.importance, l1, objective)
+    return total / len(batches)
+
+
+def _eval_batches(config: RunConfig, spec: FeatureSpec, device: torch.device, split: str) -> list[Tensor]:
+    data, cfg = config.data, config.train
+    if data.n_train is None:
+        steps = [torch.tensor(i, dtype=torch.int64, device=device) for i in range(cfg.eval_batches)]
+        return [draw(spec, step, cfg.batch_size, data) for step in steps]
+    examples = dataset(config, split, device)[: spec.probability.shape[0]]
+    return [examples]
+
+
+def _batch_loss(config: RunConfig, params: Params, x: Tensor, importance: Tensor, l1: Tensor | None,
+                objective: bool) -> Tensor:
+    cfg = config.train
+    goal = target(config.target, x)
+    if objective and cfg.adversarial_eps > 0:
+        x = x + worst_perturbation(config.model.fused_kind, params, x, importance, cfg.adversarial_eps)
+    fwd = forward(config.model, params, x)
+    loss = LOSSES.get(cfg.loss)(fwd.output, goal, importance)
+    if l1 is not None:
+        loss = loss + l1 * fwd.hidden.abs().sum(-1).mean(-1)
+    return loss
 
 
 def train(config: RunConfig, *, device: str | torch.device = "cpu", compile: CompileMode = "auto",
@@ -188,7 +271,7 @@ def train(config: RunConfig, *, device: str | torch.device = "cpu", compile: Com
     if out_dir is not None:
         _resume(out_dir, state)
     with _keep_freed_memory():
-        step_fn, compiled = _build_step(config, should_compile(config, compile))
+        step_fn, compiled = _build_step(config, should_compile(config, compile), state.optimizer)
         done = _loop(config, state, step_fn, compiled, dev, progress, out_dir, checkpoint_every)
     prov = rundir.provenance(str(dev), done.compiled, started)
     run = _finish(config, state, done, prov)
@@ -242,9 +325,9 @@ def _glibc() -> ctypes.CDLL | None:
         return None
 
 
-def _build_step(config: RunConfig, compiled: bool) -> tuple[StepFn, bool]:
+def _build_step(config: RunConfig, compiled: bool, optimizer: TorchOptimizer | None = None) -> tuple[StepFn, bool]:
     if not compiled:
-        return make_step(config, False), False
+        return make_step(config, False, optimizer), False
     try:
         return make_step(config, True), True
     except Exception as exc:  # pragma: no cover - depends on the platform's compiler
@@ -264,6 +347,8 @@ def _loop(config: RunConfig, state: TrainState, step_fn: StepFn, compiled: bool,
     cfg = config.train
     spec = feature_spec(config, device=dev)
     lrs, l1 = lr_table(cfg).to(dev), l1_vector(config, dev)
+    finite = config.data.n_train is not None
+    inputs = (dataset(config, "train", dev), shuffle_keys(config, dev)) if finite else ()
     start = int(state.step)
     snap_every = cfg.snapshot_every
     if snap_every and not state.snapshot_steps:
@@ -274,12 +359,13 @@ def _loop(config: RunConfig, state: TrainState, step_fn: StepFn, compiled: bool,
     t_first = last_ckpt = t0
     for s in range(start + 1, cfg.steps + 1):
         try:
-            step_fn(state.params, state.exp_avg, state.exp_avg_sq, state.step, state.loss_sum, spec, lrs, l1)
+            step_fn(state.params, state.exp_avg, state.exp_avg_sq, state.step, state.loss_sum, spec, lrs, l1, *inputs)
         except Exception as exc:
             if s == start + 1 and _is_compile_failure(exc):
                 warnings.warn(f"torch.compile failed ({exc.__class__.__name__}); training eagerly", stacklevel=3)
                 step_fn, compiled = make_step(config, False), False
-                step_fn(state.params, state.exp_avg, state.exp_avg_sq, state.step, state.loss_sum, spec, lrs, l1)
+                step_fn(state.params, state.exp_avg, state.exp_avg_sq, state.step, state.loss_sum, spec, lrs, l1,
+                        *inputs)
             else:
                 raise
         if s == start + 1:
@@ -331,9 +417,10 @@ def _finish(config: RunConfig, state: TrainState, done: LoopResult, prov: dict) 
     """Evaluate, keep the best restart per configuration, and assemble the Run."""
     params = {k: v.detach() for k, v in state.params.items()}
     losses = evaluate(config, params).cpu()
+    test = evaluate(config, params, split="test").cpu() if config.data.n_train is not None else None
     restarts = config.train.restarts
     ranked = losses
-    if restarts > 1 and (has_l1(config) or config.train.adversarial_eps > 0):
+    if restarts > 1 and (config.train.has_l1 or config.train.adversarial_eps > 0):
         ranked = evaluate(config, params, objective=True).cpu()  # what the restarts were trained to minimise
     by_config = torch.nan_to_num(ranked, nan=float("inf")).view(-1, restarts)
     if config.train.keep_all_restarts:
@@ -354,6 +441,7 @@ def _finish(config: RunConfig, state: TrainState, done: LoopResult, prov: dict) 
         train_seconds=done.seconds,
         steps_per_second=done.steps_per_second,
         compiled=done.compiled,
+        test_loss=test[keep].tolist() if test is not None else None,
     )
     idx = torch.tensor(keep)
     kept = {k: v.cpu()[idx].contiguous() for k, v in params.items()}

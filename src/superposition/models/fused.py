@@ -1,4 +1,4 @@
-"""The toy models, instance axis first, as pure functions plus a thin `nn.Module`.
+"""The paper's four models with hand-written gradients, instance axis first.
 
 Parameters (all with a leading ``inst`` axis):
 
@@ -14,48 +14,11 @@ the eager reference and the compiled path for larger hidden sizes) and `loss_and
 
 from __future__ import annotations
 
-import math
-from typing import NamedTuple
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from .config import ModelConfig
-
-Params = dict[str, Tensor]
-
-
-def param_shapes(model: ModelConfig, n_inst: int) -> dict[str, tuple[int, ...]]:
-    """Name → shape of every parameter of `model` with `n_inst` instances."""
-    n, m = model.n_features, model.n_hidden
-    if model.kind == "abs_mlp":
-        return {"W1": (n_inst, n, m), "W2": (n_inst, m, n), "b": (n_inst, n)}
-    return {"W": (n_inst, n, m), "b": (n_inst, n)}
-
-
-def init_params(model: ModelConfig, seeds: list[int]) -> Params:
-    """Xavier-normal weights per instance (or normal with `model.init_std`), zero bias.
-
-    Each instance's weights come from its own generator seeded with its seed, and the scale is
-    that of one instance's [feat, hidden] matrix, so neither depends on the other instances.
-    """
-    std = model.init_std if model.init_std is not None else math.sqrt(2.0 / (model.n_features + model.n_hidden))
-    params: Params = {}
-    for name, shape in param_shapes(model, len(seeds)).items():
-        if name == "b":
-            params[name] = torch.zeros(shape)
-            continue
-        draws = [torch.randn(shape[1:], generator=_generator(seed, name)) for seed in seeds]
-        params[name] = torch.stack(draws) * std
-    return params
-
-
-def _generator(seed: int, name: str) -> torch.Generator:
-    from .data import STREAM_INIT, derive_seed
-
-    salt = sum(ord(c) << (8 * i) for i, c in enumerate(name))
-    return torch.Generator().manual_seed(derive_seed(seed, STREAM_INIT, salt) & ((1 << 63) - 1))
-
+from ..config import ModelConfig
+from .base import Forward, LossAndGrads, Params
 
 # --- the gradient path of the compiled step -------------------------------------------------
 # Batched matrix products at these skinny shapes cost ~40 µs each through BLAS. When the hidden
@@ -69,7 +32,8 @@ UNROLL_MAX_HIDDEN = 12
 
 def gradient_fn(model: ModelConfig, compiled: bool):
     """`loss_and_grads_unrolled` inside a compiled step with a small hidden size, else
-    `loss_and_grads` (bmm). Both have the signature (kind, params, x, importance, goal=None, l1=None)."""
+    `loss_and_grads` (bmm). Both have the signature (kind, params, x, importance, goal=None, l1=None);
+    `model.fused_kind` must not be None."""
     return loss_and_grads_unrolled if compiled and model.n_hidden <= UNROLL_MAX_HIDDEN else loss_and_grads
 
 
@@ -130,14 +94,6 @@ def _materialize(t: Tensor) -> Tensor:
 # --- forward and gradients ------------------------------------------------------------------
 
 
-class Forward(NamedTuple):
-    """What a forward pass computes; `hidden` is the post-activation hidden layer."""
-
-    output: Tensor  # [inst, batch, feat]
-    pre_output: Tensor  # [inst, batch, feat], before the output ReLU
-    hidden: Tensor  # [inst, batch, hidden]
-
-
 def forward(kind: str, params: Params, x: Tensor) -> Forward:
     """Run the model `kind` on ``x [inst, batch, feat]``."""
     b = params["b"].unsqueeze(1)
@@ -154,18 +110,8 @@ def forward(kind: str, params: Params, x: Tensor) -> Forward:
 
 
 def target(kind: str, x: Tensor) -> Tensor:
-    """What the model must reproduce: x itself, or |x| for the absolute-value model."""
+    """What the paper's model `kind` must reproduce: x itself, or |x| for the absolute-value model."""
     return x.abs() if kind == "abs_mlp" else x
-
-
-def instance_loss(output: Tensor, goal: Tensor, importance: Tensor) -> Tensor:
-    """Importance-weighted squared error, mean over batch and features: ``[inst]``."""
-    return (importance.unsqueeze(1) * (output - goal) ** 2).mean(dim=(1, 2))
-
-
-class LossAndGrads(NamedTuple):
-    loss: Tensor  # [inst]
-    grads: Params  # same names and shapes as the parameters
 
 
 def loss_and_grads(kind: str, params: Params, x: Tensor, importance: Tensor, goal: Tensor | None = None,
@@ -206,31 +152,3 @@ def _add_l1(dh: Tensor, hidden: Tensor, l1: Tensor | None) -> Tensor:
     if l1 is None:
         return dh
     return dh + (l1 / hidden.shape[1]).view(-1, 1, 1) * torch.sign(hidden)
-
-
-class ToyModel(nn.Module):
-    """A batch of toy models as an `nn.Module`: ``model(x [inst, batch, feat]) -> [inst, batch, feat]``.
-
-    Built by `load_run` and `Run.model`; parameters are the same tensors as in the run's weights.
-    """
-
-    def __init__(self, config: ModelConfig, params: Params):
-        super().__init__()
-        self.config = config
-        self.kind = config.kind
-        for name, value in params.items():
-            self.register_parameter(name, nn.Parameter(value.detach().clone()))
-
-    @property
-    def n_instances(self) -> int:
-        return self.b.shape[0]
-
-    def params(self) -> Params:
-        return dict(self.named_parameters())
-
-    def extra_repr(self) -> str:
-        c = self.config
-        return f"kind={c.kind}, n_instances={self.n_instances}, n_features={c.n_features}, n_hidden={c.n_hidden}"
-
-    def forward(self, x: Tensor) -> Tensor:
-        return forward(self.kind, self.params(), x).output
