@@ -50,6 +50,20 @@ def test_p_grid_and_config_file(tmp_path, capsys):
     assert sp.load_run(again).config.model.kind == "linear" and sp.load_run(again).config.train.steps == 20
 
 
+def test_train_composes_parts_from_flags(tmp_path, capsys):
+    out = tmp_path / "r"
+    code, text, err = run_cli([*TRAIN, "--hidden-activation", "gelu", "--hidden-bias", "--no-tied",
+                               "--optimizer", "sgd",
+                               "--momentum", "0.9", "--nesterov", "--lr", "0.05", "--distribution", "exactly_k",
+                               "--n-active", "1", "--out", str(out)], capsys)
+    assert code == 0, err
+    config = sp.load_run(out).config
+    assert config.model.parts.hidden_activation == "gelu" and config.model.hidden_bias and not config.model.parts.tied
+    assert config.train.nesterov and config.data.n_active == 1
+    code, text, _ = run_cli(["show", str(out)], capsys)
+    assert "relu_output (tied=False, hidden_bias=True, hidden_activation=gelu)" in text
+
+
 def test_abs_mlp_defaults_to_signed_inputs(tmp_path, capsys):
     out = tmp_path / "abs"
     assert run_cli([*TRAIN, "--kind", "abs_mlp", "--hidden", "6", "--out", str(out)], capsys)[0] == 0
@@ -69,6 +83,14 @@ def test_abs_mlp_defaults_to_signed_inputs(tmp_path, capsys):
         (["--steps", "many"], ["--steps", "many"]),
         (["--p-grid", "1", "0.01", "2.5"], ["--p-grid", "2.5", "integer"]),
         (["--device", "tpu"], ["device", "tpu", "cpu"]),
+        (["--hidden-activation", "swish2"], ["model.hidden_activation", "swish2", "gelu"]),
+        (["--optimizer", "RMSprop", "--optimizer-options", "alphaa=0.9"], ["optimizer_options.alphaa", "alpha"]),
+        (["--optimizer-options", "alpha"], ["--optimizer-options", "KEY=VALUE"]),
+        (["--optimizer", "Adamm"], ["train.optimizer", "Adamm", "torch.optim"]),
+        (["--custom", "tests.engine_models:WrongShape"], ["model.custom", "output [3, 5]"]),
+        (["--custom", "nowhere_module:Model"], ["model.custom", "nowhere_module", "cannot be imported"]),
+        (["--target", "cube"], ["train.target", "cube", "x_plus_relu"]),
+        (["--distribution", "exactly_k"], ["data.n_active", "required"]),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, words):

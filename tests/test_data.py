@@ -1,7 +1,9 @@
+import pytest
 import torch
 
 import superposition as sp
-from superposition.data import derive_seed, feature_spec, instances, random_bits, sample
+from superposition.data import derive_seed, feature_spec, instances, probability_matrix, random_bits, sample
+from superposition.data import draw as draw_data
 
 
 def spec_for(p, n=8, restarts=1, **data_kw):
@@ -82,3 +84,71 @@ def test_random_bits_are_balanced():
     bits = random_bits(torch.tensor([derive_seed(7)]), torch.tensor(0), 1000, 64)
     ones = torch.stack([(bits >> k) & 1 for k in range(64)]).float().mean(dim=(1, 2, 3))
     assert (ones - 0.5).abs().max() < 0.02
+
+
+def _batch(steps=4, batch=4096, **data):
+    n = data.pop("n", 8)
+    cfg = sp.RunConfig(model=sp.ModelConfig(n_features=n, n_hidden=2), data=sp.DataConfig(**data))
+    spec = feature_spec(cfg)
+    return torch.cat([draw_data(spec, torch.tensor(t), batch, cfg.data) for t in range(steps)], dim=1)
+
+
+def test_exactly_k_inputs_have_k_distinct_uniformly_chosen_features():
+    x = _batch(distribution="exactly_k", n_active=3, feature_probability=(0.01,))
+    assert ((x != 0).sum(-1) == 3).all()
+    share = (x != 0).float().mean(dim=(0, 1))
+    assert torch.allclose(share, torch.full((8,), 3 / 8), atol=0.02)
+    one_hot = _batch(distribution="exactly_k", n_active=1, magnitude="constant")
+    assert ((one_hot == 1).sum(-1) == 1).all() and ((one_hot == 0) | (one_hot == 1)).all()
+
+
+@pytest.mark.parametrize("magnitude, mean", [("uniform", 0.5), ("constant", 1.0), ("exponential", 1.0),
+                                             ("folded_normal", (2 / torch.pi) ** 0.5)])
+def test_magnitudes_have_their_laws_mean(magnitude, mean):
+    x = _batch(magnitude=magnitude, feature_probability=(0.5,))
+    values = x[x != 0]
+    assert values.min() > 0
+    assert abs(values.mean().item() - mean) < 0.01 * max(1.0, mean) + 3 * values.std().item() / values.numel() ** 0.5
+    signed = _batch(magnitude=magnitude, feature_probability=(0.5,), signed=True)
+    assert abs((signed[signed != 0] < 0).float().mean().item() - 0.5) < 0.01
+
+
+@pytest.mark.parametrize("law, parameter", [("power_law", 1.0), ("exponential", 0.7)])
+def test_probability_laws_keep_the_mean_and_shape_the_features(law, parameter):
+    cfg = sp.RunConfig(model=sp.ModelConfig(n_features=8, n_hidden=2),
+                       data=sp.DataConfig(feature_probability=(0.2,), probability_law=law, law_parameter=parameter))
+    p = probability_matrix(cfg)[0].double()
+    assert p.mean().item() == pytest.approx(0.2, rel=1e-6)
+    ratio = p[1:] / p[:-1]
+    steps = torch.arange(1, 8.0) / torch.arange(2, 9.0)
+    expected = steps**parameter if law == "power_law" else torch.full((7,), 0.7)
+    torch.testing.assert_close(ratio, expected.double(), rtol=1e-5, atol=0)
+    x = _batch(steps=8, probability_law=law, law_parameter=parameter, feature_probability=(0.2,))
+    share = (x != 0).double().mean(dim=(0, 1))
+    standard_error = (p * (1 - p) / x.shape[1]).sqrt()
+    assert ((share - p).abs() < 4 * standard_error).all()
+
+
+def test_normalised_inputs_have_unit_norm():
+    x = _batch(feature_probability=(0.3,), normalize=True)
+    norms = x.norm(dim=-1)
+    nonzero = norms > 0
+    torch.testing.assert_close(norms[nonzero], torch.ones_like(norms[nonzero]))
+    assert (~nonzero).any()  # all-zero inputs exist at p = 0.3 and stay zero
+
+
+def test_a_registered_sampler_feeds_training_and_is_deterministic():
+    def two_level(stream, batch, probability):
+        u = stream.uniform(batch, probability.shape[-1])
+        level = stream.uniform(batch, probability.shape[-1], salt=1)
+        return torch.where(u < probability.unsqueeze(1), torch.where(level < 0.5, 0.5, 1.0), 0.0)
+
+    sp.register_distribution("two_level", two_level, overwrite=True)
+    x = _batch(distribution="two_level", feature_probability=(0.25,))
+    assert set(x.unique().tolist()) == {0.0, 0.5, 1.0}
+    assert torch.equal(x, _batch(distribution="two_level", feature_probability=(0.25,)))
+    run = sp.train(sp.RunConfig(data=sp.DataConfig(distribution="two_level"), train=sp.TrainConfig(steps=20)),
+                   progress=False)
+    assert run.config.data.distribution == "two_level" and len(run.metrics.final_loss) == 1
+    with pytest.raises(ValueError, match="data.distribution"):
+        sp.DataConfig(distribution="three_level")

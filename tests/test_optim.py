@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import superposition as sp
-from superposition.optim import adam_update, lr_at
+from superposition.optim import adam_update, lr_at, sgd_update
 
 
 @pytest.mark.parametrize("optimizer, decay", [("adamw", None), ("adam", None), ("adam", 0.1)])
@@ -31,3 +31,20 @@ def test_schedules():
     linear = sp.TrainConfig(steps=100, lr=1.0, schedule="linear")
     assert lr_at(50, linear) == pytest.approx(0.5)
     assert lr_at(99, sp.TrainConfig(steps=100, lr=2.0)) == 2.0
+
+
+@pytest.mark.parametrize("momentum, nesterov, decay", [(0.0, False, None), (0.9, False, 0.01), (0.9, True, None)])
+def test_sgd_update_matches_torch_optim(momentum, nesterov, decay):
+    cfg = sp.TrainConfig(optimizer="sgd", lr=0.05, momentum=momentum, nesterov=nesterov, weight_decay=decay)
+    gen = torch.Generator().manual_seed(1)
+    ours = torch.randn(3, 4, generator=gen)
+    ref = ours.clone().requires_grad_(True)
+    opt = torch.optim.SGD([ref], lr=cfg.lr, momentum=momentum, nesterov=nesterov,
+                          weight_decay=cfg.resolved_weight_decay, foreach=False)
+    buf = torch.zeros_like(ours)
+    for _ in range(5):
+        grad = torch.randn(3, 4, generator=gen)
+        ref.grad = grad.clone()
+        opt.step()
+        sgd_update(ours, grad, buf, torch.tensor(cfg.lr), cfg)
+    torch.testing.assert_close(ours, ref.detach(), rtol=1e-6, atol=1e-7)

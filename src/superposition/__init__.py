@@ -7,6 +7,12 @@ from typing import TYPE_CHECKING, Any  # noqa: E402
 
 from .config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from .models import ToyModel  # noqa: E402
+from .registry import (  # noqa: E402
+    register_activation,
+    register_distribution,
+    register_loss,
+    register_target,
+)
 from .run import Run, RunDirError, load_run, save_run  # noqa: E402
 from .train import evaluate, train  # noqa: E402
 
@@ -17,7 +23,8 @@ _SWEEP_API = ("Axis", "SweepSpec", "load_sweep", "run_sweep")
 
 __all__ = [
     "Axis", "ConfigError", "DataConfig", "ModelConfig", "Run", "RunConfig", "RunDirError", "SweepSpec", "ToyModel",
-    "TrainConfig", "__version__", "evaluate", "load_run", "load_sweep", "run_sweep", "save_run", "train",
+    "TrainConfig", "__version__", "evaluate", "load_run", "load_sweep", "register_activation", "register_distribution",
+    "register_loss", "register_target", "run_sweep", "save_run", "train",
 ]
 
 

@@ -193,6 +193,7 @@ class Instances(NamedTuple):
 # Streams: separate derived keys so that init, training data and evaluation never share numbers.
 STREAM_INIT, STREAM_DATA, STREAM_SETS, STREAM_EVAL = 1, 2, 3, 4
 STREAM_TRAIN_SET, STREAM_TEST_SET, STREAM_SHUFFLE = 5, 6, 7
+_SHARED_STREAMS = (STREAM_EVAL, STREAM_TRAIN_SET, STREAM_TEST_SET)
 
 
 def instances(config: RunConfig) -> Instances:
@@ -250,11 +251,11 @@ def l1_vector(config: RunConfig, device: torch.device | str = "cpu") -> Tensor:
 def feature_spec(config: RunConfig, stream: int = STREAM_DATA, device: str | torch.device = "cpu") -> FeatureSpec:
     """Sampler tensors for every instance of `config`, drawing from `stream`.
 
-    The evaluation stream keys on the run seed alone, so every instance is scored on the same
-    events; the training stream keys on each instance's seed.
+    The evaluation stream and the finite datasets key on the run seed alone, so every instance is
+    scored (or trained) on the same events; the training stream keys on each instance's seed.
     """
     table = instances(config)
-    if stream == STREAM_EVAL:
+    if stream in _SHARED_STREAMS:  # the same events for every instance (evaluation, finite datasets)
         seeds = [derive_seed(config.train.seed, 1 << 32)] * config.n_instances
     else:
         seeds = table.seeds

@@ -25,6 +25,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F  # noqa: N812
 
+from .config import ConfigError
+
 
 class Registry:
     """Name → callable, with "module:attr" import paths accepted as names."""
@@ -65,7 +67,7 @@ class Registry:
             return self._items[name]
         if is_import_path(name):
             return import_object(name, self.what)
-        raise ValueError(f"{self.what} {name!r} is unknown: must be {self.allowed()}")
+        raise ConfigError(f"{self.what} {name!r} is unknown: must be {self.allowed()}")
 
 
 def is_import_path(name: str) -> bool:
@@ -87,13 +89,13 @@ def import_object(path: str, what: str = "object") -> Any:
     try:
         obj: Any = importlib.import_module(module_name)
     except Exception as exc:  # an ImportError, or the module failing as it runs
-        raise ValueError(f"{what} {path!r} cannot be imported here ({exc.__class__.__name__}: {exc}); "
+        raise ConfigError(f"{what} {path!r} cannot be imported here ({exc.__class__.__name__}: {exc}); "
                          "install or import its module first") from None
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise ValueError(f"{what} {path!r} cannot be imported here: module {module_name!r} has no "
+            raise ConfigError(f"{what} {path!r} cannot be imported here: module {module_name!r} has no "
                              f"attribute {attr!r}") from None
     return obj
 

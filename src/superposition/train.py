@@ -96,6 +96,25 @@ def restore_state(state: TrainState, tensors: dict[str, Tensor], meta: dict) -> 
         state.optimizer.load_state_tensors(tensors)
 
 
+def check_objective(config: RunConfig, params: Params) -> None:
+    """Refuse a target or loss whose output has the wrong shape, on a probe batch, before training."""
+    spec = feature_spec(config, device=next(iter(params.values())).device)
+    x = draw(spec, torch.zeros((), dtype=torch.int64, device=spec.keys.device), 4, config.data)
+    expected = [config.n_instances, 4, config.model.n_features]
+    if list(x.shape) != expected:
+        raise ConfigError(f"data.distribution = {config.data.distribution!r} is invalid: its sampler returned "
+                          f"{list(x.shape)}, expected [inst, batch, feat] = {expected}")
+    goal = target(config.target, x)
+    if goal.shape != x.shape:
+        raise ConfigError(f"train.target = {config.target!r} is invalid: it maps x {list(x.shape)} to "
+                          f"{list(goal.shape)}; a target must keep the shape [inst, batch, feat]")
+    with torch.no_grad():
+        loss = LOSSES.get(config.train.loss)(forward(config.model, params, x).output, goal, spec.importance)
+    if tuple(loss.shape) != (config.n_instances,):
+        raise ConfigError(f"train.loss = {config.train.loss!r} is invalid: it returned shape {list(loss.shape)}; "
+                          f"a loss must return one value per instance, [{config.n_instances}]")
+
+
 def uses_fused_gradients(config: RunConfig) -> bool:
     """Whether the step takes the hand-written gradients (`train.gradients`, resolved)."""
     choice = config.train.gradients
@@ -266,8 +285,9 @@ def train(config: RunConfig, *, device: str | torch.device = "cpu", compile: Com
     """
     started = rundir.now()
     dev = resolve_device(device)
-    out_dir = _prepare_out(config, out, overwrite)
     state = init_state(config, dev)
+    check_objective(config, state.params)
+    out_dir = _prepare_out(config, out, overwrite)
     if out_dir is not None:
         _resume(out_dir, state)
     with _keep_freed_memory():
