@@ -2,9 +2,11 @@
 
 For each configuration (features/hidden x instances, importance decay 1, the baseline's density
 grid p = 20**-linspace(0, 1, instances), batch 1024) this runs the baseline as a subprocess and
-`superposition.train` (compiled, relu_output) for the same number of steps, interleaved, and
-prints a markdown table: steps/s of each side, the ratio, each side's mean final loss (8192 fresh
-samples per instance on both sides) and our cold compile time.
+`superposition.train` (compiled, relu_output) for the same number of steps, interleaved, on each
+gradient path (`--paths`: the hand-written `fused` gradients and the `autograd` path that any
+other model takes; both share our sampler and the compiled update), and prints a markdown table:
+steps/s of each side, the ratio, each side's mean final loss (8192 fresh samples per instance on
+both sides) and our cold compile time.
 
     python benchmarks/bench_train.py                       # all three configs, 1000 steps
     python benchmarks/bench_train.py --configs 5/2x10 --steps 3000 --repeats 5 --json out.json
@@ -44,7 +46,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=0, help="torch threads for both sides; 0 keeps torch's default")
     ap.add_argument("--keep-cache", action="store_true", help="use the usual Inductor cache (compile time not cold)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    ap.add_argument("--paths", default="fused,autograd", help="gradient paths to time: fused, autograd or both")
     args = ap.parse_args(argv)
+    args.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    if not args.paths or any(p not in ("fused", "autograd") for p in args.paths):
+        ap.error(f"--paths {args.paths}: choose from fused, autograd")
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in args.configs if c not in CONFIGS]
     if unknown:
@@ -65,7 +71,7 @@ def run_baseline(path: Path, features: int, hidden: int, instances: int, steps: 
     return json.loads(out.strip().splitlines()[-1])
 
 
-def bench_config(name: str, args: argparse.Namespace) -> dict:
+def bench_config(name: str, path: str, args: argparse.Namespace) -> dict:
     import torch
 
     import superposition as sp
@@ -78,8 +84,9 @@ def bench_config(name: str, args: argparse.Namespace) -> dict:
     baseline_std = (2.0 / (features * hidden + instances * hidden)) ** 0.5
     model = sp.ModelConfig("relu_output", features, hidden, init_std=baseline_std)
     data = sp.DataConfig(feature_probability=grid)
-    config = sp.RunConfig(model=model, data=data, train=sp.TrainConfig(steps=args.steps, batch_size=1024))
-    warm = sp.RunConfig(model=model, data=data, train=sp.TrainConfig(steps=3, batch_size=1024))
+    train_cfg = sp.TrainConfig(steps=args.steps, batch_size=1024, gradients=path)
+    config = sp.RunConfig(model=model, data=data, train=train_cfg)
+    warm = sp.RunConfig(model=model, data=data, train=sp.TrainConfig(steps=3, batch_size=1024, gradients=path))
 
     t0 = time.perf_counter()
     sp.train(warm, compile=True, progress=False)
@@ -97,8 +104,8 @@ def bench_config(name: str, args: argparse.Namespace) -> dict:
     ours_rate = statistics.median(m.steps_per_second for m in ours)
     base_rate = statistics.median(b["steps_per_s"] for b in base)
     return {
-        "config": name, "features": features, "hidden": hidden, "instances": instances, "steps": args.steps,
-        "threads": torch.get_num_threads(),
+        "config": name, "path": path, "features": features, "hidden": hidden, "instances": instances,
+        "steps": args.steps, "threads": torch.get_num_threads(), "load": os.getloadavg()[0],
         "baseline_steps_per_s": base_rate,
         "ours_steps_per_s": ours_rate,
         "ours_steps_per_s_all": [m.steps_per_second for m in ours],
@@ -112,15 +119,16 @@ def bench_config(name: str, args: argparse.Namespace) -> dict:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| config | steps | baseline steps/s | ours steps/s | speedup | baseline final loss | ours final loss "
-        "| ours final loss, per-instance xavier | cold compile s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| config | gradients | steps | baseline steps/s | ours steps/s | speedup | baseline final loss "
+        "| ours final loss | ours final loss, per-instance xavier | cold compile s | load |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['config']} | {r['steps']} | {r['baseline_steps_per_s']:.0f} | {r['ours_steps_per_s']:.0f} "
+            f"| {r['config']} | {r['path']} | {r['steps']} | {r['baseline_steps_per_s']:.0f} "
+            f"| {r['ours_steps_per_s']:.0f} "
             f"| {r['speedup']:.1f}x | {r['baseline_final_loss']:.5f} | {r['ours_final_loss']:.5f} "
-            f"| {r['ours_final_loss_per_instance_xavier']:.5f} | {r['compile_s']:.1f} |"
+            f"| {r['ours_final_loss_per_instance_xavier']:.5f} | {r['compile_s']:.1f} | {r['load']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -135,8 +143,9 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     rows = []
     for name in args.configs:
-        rows.append(bench_config(name, args))
-        print(f"{name}: {rows[-1]['speedup']:.1f}x", file=sys.stderr, flush=True)
+        for path in args.paths:
+            rows.append(bench_config(name, path, args))
+            print(f"{name} {path}: {rows[-1]['speedup']:.1f}x", file=sys.stderr, flush=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"\n{stamp}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
