@@ -53,9 +53,8 @@ def configs(quick: bool) -> dict[str, RunConfig]:
 
 def lambdas(run: Run) -> list[float]:
     """λ of every saved instance."""
-    lam = run.config.train.l1_hidden
-    per_config = lam if isinstance(lam, tuple) else (lam,) * run.config.data.n_configs
-    return [float(per_config[k]) for k in run.metrics.config_index]
+    per_config = run.config.train.l1_per_config(run.config.data.n_configs)
+    return [per_config[k] for k in run.metrics.config_index]
 
 
 def max_interference(W: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 
 from ..config import RunConfig
+from ..models import param_shapes
 from .spec import SweepSpec, _decay_row, point_config
 
 TARGET_STEP_ELEMENTS = {"cpu": 1 << 19, "cuda": 1 << 24}
@@ -94,7 +95,7 @@ def model_bytes(config: RunConfig) -> int:
     """Rough memory of one instance while training: ~16 float32s per batch element (data, its
     random bits, activations, gradients), the parameters with their Adam state, snapshots."""
     m, t = config.model, config.train
-    params = m.n_features * m.n_hidden * (2 if m.kind == "abs_mlp" else 1) + m.n_features
+    params = sum(math.prod(shape) for shape in param_shapes(m, 1).values())
     snapshots = (t.steps // t.snapshot_every + 1) * params if t.snapshot_every else 0
     return 4 * (16 * t.batch_size * (m.n_features + m.n_hidden) + 4 * params + snapshots)
 
