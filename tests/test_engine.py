@@ -72,7 +72,7 @@ def test_every_activation_has_correct_gradients(activation):
 def test_embedding_is_fixed_orthonormal_and_not_trained():
     model = sp.ModelConfig(n_features=4, n_hidden=2, embedding_dim=9)
     run = sp.train(small(model), compile=False, progress=False)
-    e0 = init_params(model, [sp.data.instances(small(model)).seeds[0]])["E"][0]
+    e0 = init_params(model, [sp.data.instances(small(model)).init_seeds[0]])["E"][0]
     torch.testing.assert_close(run.params["E"][0], e0)  # untouched by the optimiser
     torch.testing.assert_close(e0 @ e0.T, torch.eye(4), atol=1e-6, rtol=0)
     assert run.W.shape == (2, 4, 2)  # feature directions E·W

@@ -325,6 +325,9 @@ class TrainConfig:
     """Seed of every random draw of the run (initial weights, data, evaluation)."""
     restarts: int = 1
     """Best-of-N: train N instances per configuration and keep the lowest final loss."""
+    share_init: bool = False
+    """Every configuration of the run starts from the same initial weights (per restart) instead of
+    independent ones; data events are shared across configurations either way."""
     keep_all_restarts: bool = False
     """Save every restart instead of only the best one per configuration."""
     log_every: int = 100
@@ -369,6 +372,8 @@ class TrainConfig:
         _check_int("train.warmup_steps", self.warmup_steps, 0)
         _check_int("train.seed", self.seed, 0)
         _check_int("train.restarts", self.restarts, 1)
+        if not isinstance(self.share_init, bool):
+            _fail("train.share_init", self.share_init, "must be true or false")
         _check_int("train.log_every", self.log_every, 1)
         if self.snapshot_every is not None:
             _check_int("train.snapshot_every", self.snapshot_every, 1)

@@ -187,7 +187,8 @@ class Instances(NamedTuple):
 
     config_index: list[int]
     restart: list[int]
-    seeds: list[int]  # int64 per instance; depends only on (train.seed, restart)
+    seeds: list[int]  # int64 per instance, of its data stream: depends only on (train.seed, restart)
+    init_seeds: list[int]  # int64 per instance, of its initial weights (see `instances`)
 
 
 # Streams: separate derived keys so that init, training data and evaluation never share numbers.
@@ -197,16 +198,35 @@ _SHARED_STREAMS = (STREAM_EVAL, STREAM_TRAIN_SET, STREAM_TEST_SET)
 
 
 def instances(config: RunConfig) -> Instances:
-    """The instance table. Seeds depend on the restart only, so configurations of one run share
-    initial weights and data events (common random numbers), and any instance can be reproduced by
-    a run of that one configuration."""
+    """The instance table.
+
+    Data seeds depend on the restart only, so the configurations of one run share their data events
+    (common random numbers, which make comparisons across a grid less noisy). Initial weights are
+    independent across configurations: their seed also hashes the configuration's own values (its
+    feature probabilities, importance and L1 coefficient), never its position in the run, so a
+    configuration gets the same initial weights whichever run or sweep chunk trains it. With
+    `train.share_init` every configuration starts from the restart's weights instead.
+    """
     restarts = config.train.restarts
     index = range(config.n_instances)
-    return Instances(
-        config_index=[k // restarts for k in index],
-        restart=[k % restarts for k in index],
-        seeds=[derive_seed(config.train.seed, k % restarts) for k in index],
-    )
+    data_seeds = [derive_seed(config.train.seed, k % restarts) for k in index]
+    if config.train.share_init:
+        init = data_seeds
+    else:
+        content = configuration_keys(config)
+        init = [derive_seed(config.train.seed, k % restarts, content[k // restarts]) for k in index]
+    return Instances([k // restarts for k in index], [k % restarts for k in index], data_seeds, init)
+
+
+def configuration_keys(config: RunConfig) -> list[int]:
+    """A 64-bit key of each configuration's values (float32 bits of p and importance, and λ)."""
+    probs, imps = probability_matrix(config), importance_matrix(config)
+    lams = torch.tensor(config.train.l1_per_config(config.data.n_configs), dtype=torch.float32)
+    keys = []
+    for p, w, lam in zip(probs, imps, lams, strict=True):
+        bits = torch.cat([p, w, lam.view(1)]).view(torch.int32).tolist()
+        keys.append(derive_seed(*(b & 0xFFFFFFFF for b in bits)))
+    return [k & ((1 << 63) - 1) for k in keys]
 
 
 def importance_matrix(config: RunConfig) -> Tensor:

@@ -58,6 +58,7 @@ class Metrics:
     steps_per_second: float = 0.0
     compiled: bool = False
     test_loss: list[float] | None = None  # held-out loss per saved instance, for runs on a finite dataset
+    final_loss_se: list[float] | None = None  # standard error of each final loss (`superposition.estimate`)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Metrics:

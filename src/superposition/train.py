@@ -29,9 +29,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import run as rundir
+from .analysis.phase import best_restarts
 from .attacks import worst_perturbation
 from .config import PRESETS, ConfigError, RunConfig
 from .data import STREAM_EVAL, FeatureSpec, dataset, draw, feature_spec, instances, l1_vector, minibatch, shuffle_keys
+from .estimate import estimate_loss
 from .models import FROZEN, LossAndGrads, Params, forward, gradient_fn, init_params, target, trainable
 from .optim import TorchOptimizer, lr_table, update
 from .registry import LOSSES
@@ -71,7 +73,7 @@ class TrainState:
 
 
 def init_state(config: RunConfig, device: torch.device) -> TrainState:
-    params = {k: v.to(device) for k, v in init_params(config.model, instances(config).seeds).items()}
+    params = {k: v.to(device) for k, v in init_params(config.model, instances(config).init_seeds).items()}
     zeros = lambda: {k: torch.zeros_like(v) for k, v in trainable(params).items()}  # noqa: E731
     step = torch.zeros((), dtype=torch.int64, device=device)
     state = TrainState(params, zeros(), zeros(), step, torch.zeros(config.n_instances, device=device))
@@ -199,7 +201,20 @@ def make_step(config: RunConfig, compiled: bool, optimizer: TorchOptimizer | Non
 
     if not compiled:
         return step_fn
+    _allow_recompiles()
     return torch.compile(step_fn, fullgraph=True, dynamic=False)
+
+
+# Every run's step is the same code object with other closure values and shapes, so one process
+# that trains many configurations (reproduce, a benchmark, a notebook) recompiles it for each; past
+# dynamo's default limit of 8 it would silently fall back to eager.
+RECOMPILE_LIMIT = 512
+
+
+def _allow_recompiles() -> None:
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
+    config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 4 * RECOMPILE_LIMIT)
 
 
 def has_l1(config: RunConfig) -> bool:
@@ -436,28 +451,25 @@ def _checkpoint_meta(config: RunConfig, state: TrainState) -> dict:
 def _finish(config: RunConfig, state: TrainState, done: LoopResult, prov: dict) -> Run:
     """Evaluate, keep the best restart per configuration, and assemble the Run."""
     params = {k: v.detach() for k, v in state.params.items()}
-    losses = evaluate(config, params).cpu()
+    estimate = estimate_loss(config, params)
+    losses, errors = estimate.mean.float().cpu(), estimate.se.float().cpu()
     test = evaluate(config, params, split="test").cpu() if config.data.n_train is not None else None
-    restarts = config.train.restarts
     ranked = losses
-    if restarts > 1 and (config.train.has_l1 or config.train.adversarial_eps > 0):
+    if config.train.restarts > 1 and (config.train.has_l1 or config.train.adversarial_eps > 0):
         ranked = evaluate(config, params, objective=True).cpu()  # what the restarts were trained to minimise
-    by_config = torch.nan_to_num(ranked, nan=float("inf")).view(-1, restarts)
-    if config.train.keep_all_restarts:
-        keep = list(range(config.n_instances))
-    else:
-        keep = [c * restarts + int(r) for c, r in enumerate(by_config.argmin(dim=1))]
+    keep = select_best(config, ranked)
     table = instances(config)
     probs = config.data.feature_probability
     curve = torch.tensor(state.loss_curve).T[keep] if state.loss_curve else torch.zeros(len(keep), 0)
     metrics = Metrics(
         final_loss=losses[keep].tolist(),
+        final_loss_se=errors[keep].tolist(),
         loss_steps=list(state.loss_steps),
         loss_curve=curve.tolist(),
         config_index=[table.config_index[k] for k in keep],
         restart=[table.restart[k] for k in keep],
         feature_probability=[_jsonable(probs[table.config_index[k]]) for k in keep],
-        restart_losses=losses.view(-1, restarts).tolist(),
+        restart_losses=losses.view(-1, config.train.restarts).tolist(),
         train_seconds=done.seconds,
         steps_per_second=done.steps_per_second,
         compiled=done.compiled,
@@ -470,6 +482,14 @@ def _finish(config: RunConfig, state: TrainState, done: LoopResult, prov: dict) 
         snaps = {k: torch.stack([s[k][idx] for s in state.snapshots], dim=1) for k in kept}
         snaps["steps"] = torch.tensor(state.snapshot_steps)
     return Run(config, kept, metrics, prov, snaps)
+
+
+def select_best(config: RunConfig, losses: Tensor) -> list[int]:
+    """The instances a run keeps: the lowest-loss restart of each configuration (NaN counts as +inf),
+    or every instance with `train.keep_all_restarts`."""
+    if config.train.keep_all_restarts:
+        return list(range(config.n_instances))
+    return best_restarts(losses, instances(config).config_index).tolist()
 
 
 def _jsonable(p: float | tuple[float, ...]) -> float | list[float]:
