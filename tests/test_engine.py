@@ -69,6 +69,19 @@ def test_every_activation_has_correct_gradients(activation):
     assert torch.autograd.gradcheck(out, tuple(params.values()))
 
 
+@pytest.mark.parametrize("parts", [
+    {"kind": "relu_output"}, {"kind": "abs_mlp"}, {"hidden_activation": "solu", "hidden_bias": True},
+    {"hidden_layer": True, "hidden_activation": "gelu", "tied": False},
+    {"embedding_dim": 9, "output_activation": "tanh"},
+])
+def test_the_unrolled_forward_for_the_compiler_equals_the_plain_one(parts):
+    model = sp.ModelConfig(n_features=6, n_hidden=3, **parts)
+    params = random_params(model)
+    x = torch.rand(3, 16, 6, dtype=torch.float64)
+    for a, b in zip(composed.forward_unrolled(model, params, x), composed.forward(model, params, x), strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_embedding_is_fixed_orthonormal_and_not_trained():
     model = sp.ModelConfig(n_features=4, n_hidden=2, embedding_dim=9)
     run = sp.train(small(model), compile=False, progress=False)

@@ -34,7 +34,8 @@ from .attacks import worst_perturbation
 from .config import PRESETS, ConfigError, RunConfig
 from .data import STREAM_EVAL, FeatureSpec, dataset, draw, feature_spec, instances, l1_vector, minibatch, shuffle_keys
 from .estimate import estimate_loss
-from .models import FROZEN, LossAndGrads, Params, forward, gradient_fn, init_params, target, trainable
+from .models import FROZEN, LossAndGrads, Params, composed, forward, gradient_fn, init_params, target, trainable
+from .models.fused import UNROLL_MAX_HIDDEN
 from .optim import TorchOptimizer, lr_table, update
 from .registry import LOSSES
 from .run import Metrics, Run, RunDirError
@@ -132,14 +133,17 @@ def _describe(config: RunConfig) -> str:
     return f"model.custom = {m.custom}" if m.custom else f"{m.parts} with loss {config.train.loss}"
 
 
-def autograd_gradients(config: RunConfig) -> Callable[..., LossAndGrads]:
+def autograd_gradients(config: RunConfig, compiled: bool = False) -> Callable[..., LossAndGrads]:
     """Per-instance loss and the gradient of its sum (plus the L1 term) by `torch.func.grad`, for any model.
-    Signature: (params, x, importance, goal, l1) -> LossAndGrads."""
+    Signature: (params, x, importance, goal, l1) -> LossAndGrads. Compiled, built-in models with a small
+    hidden size take the unrolled forward pass (`composed.forward_unrolled`)."""
     model, loss_fn = config.model, LOSSES.get(config.train.loss)
+    unrolled = compiled and model.custom is None and model.n_hidden <= UNROLL_MAX_HIDDEN
+    run_forward = functools.partial(composed.forward_unrolled, model) if unrolled else functools.partial(forward, model)
 
     def objective(train_params: Params, frozen: Params, x: Tensor, importance: Tensor, goal: Tensor,
                   l1: Tensor | None) -> tuple[Tensor, Tensor]:
-        fwd = forward(model, {**frozen, **train_params}, x)
+        fwd = run_forward({**frozen, **train_params}, x)
         loss = loss_fn(fwd.output, goal, importance)
         total = loss.sum()
         if l1 is not None:
@@ -160,7 +164,7 @@ def _gradients(config: RunConfig, compiled: bool) -> Callable[..., LossAndGrads]
     """(params, x, importance, goal, l1) -> LossAndGrads on the path `config` takes; goal None is the target."""
     name = config.target
     if not uses_fused_gradients(config):
-        autograd = autograd_gradients(config)
+        autograd = autograd_gradients(config, compiled)
         return lambda params, x, importance, goal, l1: autograd(
             params, x, importance, target(name, x) if goal is None else goal, l1)
     kind, fused = config.model.fused_kind, gradient_fn(config.model, compiled)

@@ -102,3 +102,38 @@ def feature_directions(params: Params) -> Tensor:
     through the embedding when there is one."""
     w = params["W"] if "W" in params else params["W1"]
     return torch.bmm(params["E"], w) if "E" in params else w
+
+
+def forward_unrolled(model: ModelConfig, params: Params, x: Tensor) -> Forward:
+    """`forward` written for the compiler at small hidden sizes (same maths; slower when eager).
+
+    As in `fused.loss_and_grads_unrolled`: the batch is the innermost axis (``[inst, feat, batch]``)
+    and the hidden axis is unrolled into rows, so Inductor fuses the products (and the autograd
+    backward it derives) into a few vectorised loops instead of skinny batched matrix products.
+    The outputs are views in the usual ``[inst, batch, ...]`` layout.
+    """
+    from .fused import _materialize
+
+    parts = model.parts
+    act_h, act_out = ACTIVATIONS.get(parts.hidden_activation), ACTIVATIONS.get(parts.output_activation)
+    xt = _materialize(x.transpose(1, 2))  # [inst, feat, batch]
+    if "E" in params:
+        xt = torch.bmm(params["E"].transpose(1, 2), xt)  # [inst, in, batch]
+    w_enc = params["W"] if parts.tied else params["W1"]  # [inst, in, hidden]
+    m = w_enc.shape[-1]
+    z = torch.cat([(xt * w_enc[:, :, k : k + 1]).sum(1, keepdim=True) for k in range(m)], 1)  # [inst, hidden, batch]
+    if "b_hidden" in params:
+        z = z + params["b_hidden"].unsqueeze(2)
+    h = act_h(z.transpose(1, 2)).transpose(1, 2)  # activations see [.., hidden] last (SoLU normalises over it)
+    if "W_h" in params:
+        w_h = params["W_h"]
+        mixed = torch.cat([(h * w_h[:, :, k : k + 1]).sum(1, keepdim=True) for k in range(m)], 1)
+        h = act_h(mixed.transpose(1, 2)).transpose(1, 2)
+    w_dec = w_enc if parts.tied else params["W2"].transpose(1, 2)  # [inst, in, hidden]
+    pre = h[:, 0:1, :] * w_dec[:, :, 0:1]
+    for k in range(1, m):
+        pre = pre + h[:, k : k + 1, :] * w_dec[:, :, k : k + 1]
+    if "E" in params:
+        pre = torch.bmm(params["E"], pre)
+    pre = pre + params["b"].unsqueeze(2)
+    return Forward(act_out(pre).transpose(1, 2), pre.transpose(1, 2), h.transpose(1, 2))
