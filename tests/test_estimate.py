@@ -63,3 +63,16 @@ def test_metrics_record_each_loss_with_its_standard_error():
     assert len(run.metrics.final_loss_se) == 2
     assert all(0 < se <= 0.01 * loss for loss, se in zip(run.metrics.final_loss, run.metrics.final_loss_se,
                                                           strict=True))
+
+
+def test_a_saved_best_of_n_run_can_be_evaluated_directly():
+    from superposition.estimate import estimate_loss
+    from superposition.train import evaluate_run, saved_instances_config
+
+    config = sp.RunConfig(data=sp.DataConfig(feature_probability=(1.0, 0.1), importance=((1.0,) * 5, (2.0,) * 5)),
+                          train=sp.TrainConfig(steps=40, restarts=3))
+    run = sp.train(config, progress=False)
+    assert evaluate_run(run).shape == (2,)
+    again = estimate_loss(saved_instances_config(run), run.params)
+    final, se = torch.tensor(run.metrics.final_loss).double(), torch.tensor(run.metrics.final_loss_se).double()
+    assert ((again.mean - final).abs() <= 2 * se).all()  # the same estimator (it may stop after other draws)

@@ -266,6 +266,28 @@ def evaluate(config: RunConfig, params: Params, spec: FeatureSpec | None = None,
     return total / len(batches)
 
 
+def saved_instances_config(run: Run) -> RunConfig:
+    """A config with one configuration per saved instance of `run` (and one restart), so that the
+    functions of a config and its parameters (`evaluate`, `estimate_loss`) apply to a saved best-of-N run."""
+    from dataclasses import replace
+
+    from .data import importance_matrix
+
+    config, index = run.config, run.metrics.config_index
+    probs = tuple(config.data.feature_probability[c] for c in index)
+    importance = tuple(tuple(row) for row in importance_matrix(config)[index].tolist())
+    l1 = config.train.l1_per_config(config.data.n_configs)
+    data = replace(config.data, feature_probability=probs, importance=importance)
+    train_cfg = replace(config.train, restarts=1, keep_all_restarts=False,
+                        l1_hidden=tuple(l1[c] for c in index) if config.train.has_l1 else 0.0)
+    return replace(config, data=data, train=train_cfg)
+
+
+def evaluate_run(run: Run, split: str = "train") -> Tensor:
+    """`evaluate` on the instances a run saved ``[inst]`` (the loss on fresh data, or on its finite set)."""
+    return evaluate(saved_instances_config(run), run.params, split=split)
+
+
 def _eval_batches(config: RunConfig, spec: FeatureSpec, device: torch.device, split: str) -> list[Tensor]:
     data, cfg = config.data, config.train
     if data.n_train is None:
