@@ -487,6 +487,9 @@ class RunConfig:
                   "must be 0 here: the WᵀW attack needs a tied paper model (linear, relu_output, relu_hidden)")
         if self.data.signed is None:
             object.__setattr__(self, "data", dataclasses.replace(self.data, signed=parts.signed))
+        if self.data.probability_law != "constant" and any(isinstance(p, tuple) for p in self.data.feature_probability):
+            _fail("data.probability_law", self.data.probability_law,
+                  "needs one number per configuration in data.feature_probability (the law sets per-feature values)")
         if self.data.n_active is not None and self.data.n_active > n:
             _fail("data.n_active", self.data.n_active, f"must be at most model.n_features = {n}")
         size = self.data.set_size
