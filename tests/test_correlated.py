@@ -194,7 +194,8 @@ def small(name: str, probabilities, steps: int, restarts: int) -> sp.RunConfig:
 
 @pytest.mark.slow
 def test_pair_claims_hold_on_small_runs():
-    runs = {name: sp.train(small(name, (0.1,), 2000, 2), compile=False, progress=False)
+    # best of 4, the quick recipe's protocol for these 2-d models (best of 2 stalled once seeds changed)
+    runs = {name: sp.train(small(name, (0.1,), 2000, 4), compile=False, progress=False)
             for name in ("correlated_4", "anticorrelated_4")}
     claims = [correlated.orthogonal_claim(runs["correlated_4"].W[0], 0.1),
               correlated.antipodal_claim(runs["anticorrelated_4"].W[0], 0.1)]
