@@ -80,3 +80,18 @@ def _spliced(source: RunSource, batch: int, x_hat: torch.Tensor) -> dict:
                                source.spec.importance[0], hidden, x_hat)
     return {"loss_recovered": out.loss_recovered.tolist(), "spliced_loss": out.spliced.tolist(),
             "clean_loss": float(out.clean[0])}
+
+
+def evaluate_absorption(sae: SAERun, source, batch: int = 4096):
+    """`absorption.absorption` of every instance on a held-out batch of a hierarchy `DictionarySource`."""
+    from .absorption import absorption
+    from .sources import _EVAL_OFFSET
+
+    if source.config.structure != "hierarchy":
+        raise ValueError(f"absorption needs hierarchy data, got dictionary.structure = {source.config.structure!r}")
+    with torch.no_grad():
+        x = eval_batch(source, batch)
+        threshold = sae.threshold if sae.config.architecture in ("batchtopk", "jumprelu") else None
+        acts = encode(sae.params, x, sae.buffers, threshold).acts
+        gates = source.gates(_EVAL_OFFSET, batch)
+    return absorption(source.features, gates, sae.decoder, sae.mask, acts, source.config.n_children)
