@@ -72,9 +72,9 @@ def evaluate_sae(sae: SAERun, source: Source, batch: int = 4096, features: torch
 
 def _spliced(source: RunSource, batch: int, x_hat: torch.Tensor) -> dict:
     from ..models import forward, target
-    from .sources import _EVAL_OFFSET
+    from .sources import EVAL_STEP
 
-    inputs = source.inputs(_EVAL_OFFSET, batch)  # the same inputs as eval_batch(source, batch)
+    inputs = source.inputs(EVAL_STEP, batch)  # the same inputs as eval_batch(source, batch)
     hidden = forward(source.kind, source.params, inputs).hidden
     out = metrics.spliced_loss(source.kind, source.params, inputs, target(source.kind, inputs),
                                source.spec.importance[0], hidden, x_hat)
@@ -85,7 +85,7 @@ def _spliced(source: RunSource, batch: int, x_hat: torch.Tensor) -> dict:
 def evaluate_absorption(sae: SAERun, source, batch: int = 4096):
     """`absorption.absorption` of every instance on a held-out batch of a hierarchy `DictionarySource`."""
     from .absorption import absorption
-    from .sources import _EVAL_OFFSET
+    from .sources import EVAL_STEP
 
     if source.config.structure != "hierarchy":
         raise ValueError(f"absorption needs hierarchy data, got dictionary.structure = {source.config.structure!r}")
@@ -93,5 +93,5 @@ def evaluate_absorption(sae: SAERun, source, batch: int = 4096):
         x = eval_batch(source, batch)
         threshold = sae.threshold if sae.config.architecture in ("batchtopk", "jumprelu") else None
         acts = encode(sae.params, x, sae.buffers, threshold).acts
-        gates = source.gates(_EVAL_OFFSET, batch)
+        gates = source.gates(EVAL_STEP, batch)
     return absorption(source.features, gates, sae.decoder, sae.mask, acts, source.config.n_children)

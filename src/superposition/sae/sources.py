@@ -26,7 +26,7 @@ from ..models import forward
 from .config import DictionaryConfig, SAEConfig
 
 STREAM_SAE_GATES, STREAM_SAE_VALUES, STREAM_SAE_GAUSS, STREAM_SAE_EVAL = 11, 12, 13, 14
-_EVAL_OFFSET = 1 << 40
+EVAL_STEP = 1 << 40
 """Evaluation batches are steps far past any training step of the same stream."""
 
 
@@ -205,4 +205,4 @@ def build_source(config: SAEConfig, run=None) -> Source:
 
 def eval_batch(source: Source, batch: int, index: int = 0) -> Tensor:
     """A held-out batch ``[batch, hidden]`` (steps no training run reaches)."""
-    return source.batch(_EVAL_OFFSET + index, batch)
+    return source.batch(EVAL_STEP + index, batch)
