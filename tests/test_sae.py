@@ -242,3 +242,12 @@ def test_run_source_errors():
         build_source(SAEConfig(source=SourceConfig(kind="run")), no_hidden)
     with pytest.raises(ConfigError, match="run is given but source.kind = dictionary"):
         build_source(SAEConfig(), run)
+
+
+@pytest.mark.slow
+def test_compiled_step_equals_eager():
+    config = small("batchtopk", steps=50)
+    eager, compiled = train_sae(config), train_sae(config, compile=True)
+    for name, value in eager.params.items():
+        assert torch.allclose(compiled.params[name], value, atol=1e-5), name
+    assert torch.allclose(compiled.threshold, eager.threshold, atol=1e-5)

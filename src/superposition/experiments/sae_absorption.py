@@ -67,7 +67,7 @@ def analyse() -> Result:
     if "result" not in _CACHE:
         rate, recall = {}, {}
         for arch, config in sae_configs().items():
-            scores = evaluate_absorption(train_sae(config), build_source(config))
+            scores = evaluate_absorption(train_sae(config, compile="auto"), build_source(config))
             rate[arch] = scores.rate.numpy().reshape(len(SIZES), -1)
             recall[arch] = scores.parent_recall.numpy().reshape(len(SIZES), -1)
         _CACHE["result"] = Result(rate, recall)

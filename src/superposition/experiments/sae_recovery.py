@@ -121,7 +121,7 @@ class Result:
 
 
 def analyse_dictionary(config: SAEConfig) -> DictionaryResult:
-    sae = train_sae(config)
+    sae = train_sae(config, compile="auto")
     source = build_source(config)
     scores = evaluate_sae(sae, source)
     g = config.source.dictionary.n_features
@@ -143,7 +143,7 @@ def analyse_toy(run: Run, quick: bool) -> ToyResult:
     config = toy_config(run, quick)
     source = build_source(config, run)
     truth = run.W[0][represented(run.W)[0]]
-    sae = train_sae(config, run=run, source=source)
+    sae = train_sae(config, run=run, source=source, compile="auto")
     scores = evaluate_sae(sae, source, features=truth)
     best = sm.max_cosine(truth, sae.decoder, sae.mask)[0].numpy()
     return ToyResult(best, truth.shape[0], scores.recovered[0], float(scores.loss_recovered[0]))

@@ -42,6 +42,7 @@ class Buffers(NamedTuple):
     k: Tensor | None  # [inst] int64 (topk, batchtopk)
     l1: Tensor  # [inst] float32, α
     decoder_bias: bool
+    k_max: int = 0  # max(k) as a Python int, so the compiled step has no .item() graph break
 
 
 class Encoded(NamedTuple):
@@ -83,24 +84,24 @@ def _rank_mask(k: Tensor, width: int) -> Tensor:
     return (torch.arange(width, device=k.device)[None, :] < k[:, None]).unsqueeze(1)
 
 
-def topk_acts(pre: Tensor, k: Tensor) -> Tensor:
+def topk_acts(pre: Tensor, k: Tensor, k_max: int | None = None) -> Tensor:
     """Keep the k[i] largest positive latents of each example (instances may differ in k)."""
-    k_max = int(k.max())
+    k_max = k_max or int(k.max())
     values, index = pre.topk(k_max, dim=-1)
     keep = _rank_mask(k, k_max) & (values > 0)
     return torch.zeros_like(pre).scatter(-1, index, torch.where(keep, values, 0.0))
 
 
-def batchtopk_acts(pre: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+def batchtopk_acts(pre: Tensor, k: Tensor, k_max: int | None = None) -> tuple[Tensor, Tensor]:
     """Keep the k[i]·batch largest positive latents of instance i's whole batch.
 
     Returns the activations and the smallest kept value per instance ``[inst]`` (for the threshold).
     """
     inst, batch, width = pre.shape
     flat = pre.reshape(inst, batch * width)
-    k_max = int(k.max()) * batch
+    k_max = (k_max or int(k.max())) * batch
     values, index = flat.topk(k_max, dim=-1)
-    keep = (torch.arange(k_max)[None, :] < (k * batch)[:, None]) & (values > 0)
+    keep = (torch.arange(k_max, device=pre.device)[None, :] < (k * batch)[:, None]) & (values > 0)
     acts = torch.zeros_like(flat).scatter(-1, index, torch.where(keep, values, 0.0))
     smallest = torch.where(keep, values, float("inf")).amin(-1)
     return acts.view(inst, batch, width), smallest
@@ -116,13 +117,13 @@ def encode(params: Params, x: Tensor, buffers: Buffers, threshold: Tensor | None
         acts = torch.relu(pre)
     elif arch == "topk":
         assert buffers.k is not None
-        acts = topk_acts(pre, buffers.k)
+        acts = topk_acts(pre, buffers.k, buffers.k_max)
     elif threshold is not None:
         acts = torch.where((pre > threshold.unsqueeze(1)) & (pre > 0), pre, 0.0)
     else:
         if arch == "jumprelu" or buffers.k is None:
             raise ValueError(f"architecture {arch}: encoding needs the threshold [inst, latent]")
-        acts = batchtopk_acts(pre, buffers.k)[0]
+        acts = batchtopk_acts(pre, buffers.k, buffers.k_max)[0]
     return Encoded(pre, acts)
 
 
@@ -155,9 +156,9 @@ def loss_and_grads(params: Params, x: Tensor, buffers: Buffers) -> LossAndGrads:
     if buffers.architecture == "relu":
         acts = torch.relu(pre)
     elif buffers.architecture == "topk":
-        acts = topk_acts(pre, buffers.k)
+        acts = topk_acts(pre, buffers.k, buffers.k_max)
     else:
-        acts, smallest = batchtopk_acts(pre, buffers.k)
+        acts, smallest = batchtopk_acts(pre, buffers.k, buffers.k_max)
     err = decode(params, acts) - xs
     mse = err.square().mean(dim=(1, 2))
     l1 = acts.sum(-1).mean(-1)  # acts >= 0
