@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 from superposition.sae import (
     SAEDirError,
     build_source,
+    evaluate_sae,
     export_saelens,
     import_saelens,
     load_sae,
@@ -84,6 +85,8 @@ def test_saelens_export_import_round_trip(trained, tmp_path):
         acts = _encode(back, x)
         assert torch.allclose(acts[0], ours[i, :, : point.n_latents], atol=1e-6)
         assert torch.allclose(decode(back.params, acts)[0], recon[i], atol=1e-6)
+    scores = evaluate_sae(back, build_source(trained.config))  # an imported SAE is scored like ours
+    assert scores.n_true == 24 and len(scores.mmcs) == 1
 
 
 def test_saelens_import_rejects_bad_directories(trained, tmp_path):
