@@ -14,8 +14,10 @@ alone, sees the same activations.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -134,17 +136,37 @@ class DictionarySource:
         return self.codes(step, batch) @ self.directions
 
 
+def _model_ref(model):
+    """What `superposition.models.forward` takes: the ModelConfig where the engine accepts one
+    (issue 10: composed and custom models), else the preset kind."""
+    first = next(iter(inspect.signature(forward).parameters))
+    return model if first == "model" else model.kind
+
+
+def _inputs(spec: FeatureSpec, step: int, batch: int, data) -> Tensor:
+    """`superposition.data.draw` (every option of the run's DataConfig) where the engine has it,
+    else `sample` with the options this engine knows."""
+    from .. import data as engine
+
+    t = torch.tensor(step, dtype=torch.int64)
+    if hasattr(engine, "draw"):
+        return engine.draw(spec, t, batch, data)
+    return sample(spec, t, batch, distribution=data.distribution, set_size=data.set_size, signed=bool(data.signed))
+
+
 @dataclass
 class RunSource:
     """The hidden activations ``[batch, hidden]`` of one instance of a trained toy model."""
 
-    kind: str
+    model: Any  # the run's ModelConfig
     params: dict[str, Tensor]  # one instance, leading axis of size 1
     spec: FeatureSpec
-    distribution: str
-    set_size: int | None
-    signed: bool
+    data: Any  # the run's DataConfig
     features: Tensor  # [feat, hidden]: the rows W[i, :] (abs_mlp: W1)
+
+    @property
+    def kind(self) -> str:
+        return self.model.kind
 
     @property
     def n_inputs(self) -> int:
@@ -152,12 +174,11 @@ class RunSource:
 
     def inputs(self, step: int, batch: int) -> Tensor:
         """Toy-model inputs ``[1, batch, feat]`` from the run's own distribution."""
-        return sample(self.spec, torch.tensor(step, dtype=torch.int64), batch, distribution=self.distribution,
-                      set_size=self.set_size, signed=self.signed)
+        return _inputs(self.spec, step, batch, self.data)
 
     def batch(self, step: int, batch: int) -> Tensor:
         with torch.no_grad():
-            return forward(self.kind, self.params, self.inputs(step, batch)).hidden[0]
+            return forward(_model_ref(self.model), self.params, self.inputs(step, batch)).hidden[0]
 
 
 def run_source(run, instance: int, seed: int) -> RunSource:
@@ -174,9 +195,7 @@ def run_source(run, instance: int, seed: int) -> RunSource:
     set_keys = torch.tensor([derive_seed(seed, STREAM_SAE_VALUES)], dtype=torch.int64)
     spec = FeatureSpec(keys, set_keys, run.probability[instance : instance + 1],
                        run.importance[instance : instance + 1])
-    data = run.config.data
-    source = RunSource(model.kind, params, spec, data.distribution, data.set_size, bool(data.signed),
-                       run.W[instance].detach())
+    source = RunSource(model, params, spec, run.config.data, run.W[instance].detach())
     probe = source.batch(0, 2)
     if probe.ndim != 2 or probe.shape[1] != source.n_inputs:
         raise ConfigError(f"source = run {run.config.name!r} is invalid: its hidden layer has shape "
