@@ -69,8 +69,10 @@ def test_recipe_writes_runs_figures_and_claims_and_reuses_runs(tmp_path, monkeyp
 def test_registry():
     assert list(RECIPES) == ["intro", "basic", "loss-decomposition", "phase-diagram", "uniform", "geometry",
                              "nonuniform", "correlated", "dynamics", "adversarial", "privileged-basis",
-                             "absolute-value", "l1-hidden"]
-    sections = [float(r.section.split()[0].split(".")[0]) for r in RECIPES.values()]
+                             "absolute-value", "l1-hidden", "sae-recovery", "sae-absorption"]
+    paper = [r for r in RECIPES.values() if not r.section.startswith("Follow-ups")]
+    assert list(RECIPES.values())[: len(paper)] == paper  # follow-ups come after the paper
+    sections = [float(r.section.split()[0].split(".")[0]) for r in paper]
     assert sections == sorted(sections)  # the paper's order
     with pytest.raises(sp.ConfigError, match="intro"):
         get_recipe("nope")

@@ -16,6 +16,8 @@ from . import (
     nonuniform,
     phase_diagram,
     privileged_basis,
+    sae_absorption,
+    sae_recovery,
     uniform,
 )
 from .base import ClaimResult, Recipe, RecipeResult, run_recipe
@@ -30,8 +32,9 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     privileged_basis.RECIPE,  # 8 privileged basis
     absolute_value.RECIPE,  # 9 computation in superposition
     l1_hidden.RECIPE,  # 10 removing superposition
+    sae_recovery.RECIPE, sae_absorption.RECIPE,  # follow-ups: sparse autoencoders on toy models
 )}
-"""Every experiment, in the paper's order (the order `reproduce` runs them in)."""
+"""Every experiment, in the paper's order (the order `reproduce` runs them in), then the follow-ups."""
 
 
 def get_recipe(name: str) -> Recipe:

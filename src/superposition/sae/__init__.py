@@ -1,0 +1,23 @@
+"""Sparse autoencoders on toy models, trained many at once and scored against the true features.
+
+    config    SAEConfig (a grid: dictionary size × L1 coefficient × k × seed), SourceConfig, DictionaryConfig
+    sources   the activations: a generated dictionary (Sharkey et al.) or a toy-model run's hidden layer
+    model     batched SAEs, instance axis first: relu + L1, topk, batchtopk; hand-written gradients
+    train     train_sae(config, run=None) -> SAERun, every instance in one step
+    metrics   pure scores: MMCS, recovered features, dead/dense latents, L0, FVE, spliced loss
+    evaluate  evaluate_sae(sae, source) -> SAEScores
+    absorption  feature absorption on hierarchical features
+    storage   save_sae / load_sae (config.json + weights.safetensors + metrics.json)
+    saelens   export_saelens / import_saelens (SAELens's cfg.json + sae_weights.safetensors)
+"""
+
+from .config import DictionaryConfig, GridPoint, SAEConfig, SourceConfig
+from .evaluate import SAEScores, evaluate_sae
+from .saelens import export_saelens, import_saelens
+from .sources import DictionarySource, RunSource, build_source
+from .storage import SAEDirError, load_sae, save_sae
+from .train import SAERun, train_sae
+
+__all__ = ["DictionaryConfig", "DictionarySource", "GridPoint", "RunSource", "SAEConfig", "SAEDirError", "SAERun",
+           "SAEScores", "SourceConfig", "build_source", "evaluate_sae", "export_saelens", "import_saelens",
+           "load_sae", "save_sae", "train_sae"]

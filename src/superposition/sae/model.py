@@ -1,0 +1,190 @@
+"""Batched sparse autoencoders, instance axis first, as pure functions with hand-written gradients.
+
+Parameters of a batch of SAEs over ``hidden``-dimensional activations, padded to ``latent`` =
+the largest dictionary:
+
+- ``W_enc [inst, hidden, latent]``, ``b_enc [inst, latent]``: encoder.
+- ``W_dec [inst, latent, hidden]``: decoder; row j is dictionary element j (unit norm).
+- ``b_dec [inst, hidden]``: decoder bias (zeros and never trained when `decoder_bias` is off).
+
+Buffers that are not trained: ``mask [inst, latent]`` (bool, False for padding: a smaller
+dictionary's missing latents never fire and get no gradient), ``k [inst]`` (int64, topk and
+batchtopk) and ``threshold [inst, latent]`` (the inference threshold of batchtopk, learnt as one
+number per instance, and of jumprelu SAEs imported from SAELens, one per latent).
+
+Why padding rather than one group per size: per-op overhead dominates these small shapes, so one
+step over all instances (one set of kernels, one compiled graph) is cheaper than one step per
+dictionary size even though padded latents cost compute; and masked latents are exact zeros in
+every sum, so a padded SAE computes what it computes alone.
+
+The model: ``pre = (x − b_dec) W_enc + b_enc``, ``c = act(pre)``, ``x̂ = c W_dec + b_dec``;
+the loss is the per-element mean squared error plus α · mean_batch ‖c‖₁.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from ..data import derive_seed
+
+Params = dict[str, Tensor]
+TRAINED = ("W_enc", "b_enc", "W_dec", "b_dec")
+
+
+class Buffers(NamedTuple):
+    """What configures each instance but is not trained."""
+
+    architecture: str
+    mask: Tensor  # [inst, latent] bool
+    k: Tensor | None  # [inst] int64 (topk, batchtopk)
+    l1: Tensor  # [inst] float32, α
+    decoder_bias: bool
+    k_max: int = 0  # max(k) as a Python int, so the compiled step has no .item() graph break
+
+
+class Encoded(NamedTuple):
+    pre: Tensor  # [inst, batch, latent], masked latents -inf
+    acts: Tensor  # [inst, batch, latent]
+
+
+def init_params(n_inputs: int, n_latents: list[int], seeds: list[int], n_max: int | None = None) -> Params:
+    """Unit-norm Gaussian decoder rows, encoder its transpose, zero biases; per-instance generators.
+
+    Instance i's weights depend only on (seeds[i], n_latents[i], n_inputs): padding is zeros.
+    """
+    width = n_max or max(n_latents)
+    w_dec = torch.zeros(len(seeds), width, n_inputs)
+    for i, (n, seed) in enumerate(zip(n_latents, seeds, strict=True)):
+        gen = torch.Generator().manual_seed(derive_seed(seed, 31, n) & ((1 << 63) - 1))
+        rows = torch.randn(n, n_inputs, generator=gen)
+        w_dec[i, :n] = rows / rows.norm(dim=1, keepdim=True)
+    return {"W_enc": w_dec.transpose(1, 2).contiguous(), "b_enc": torch.zeros(len(seeds), width),
+            "W_dec": w_dec, "b_dec": torch.zeros(len(seeds), n_inputs)}
+
+
+def latent_mask(n_latents: list[int], width: int | None = None) -> Tensor:
+    """bool ``[inst, latent]``: True for the first n_latents[i] latents of instance i."""
+    width = width or max(n_latents)
+    return torch.arange(width)[None, :] < torch.tensor(n_latents)[:, None]
+
+
+def pre_activations(params: Params, x: Tensor, mask: Tensor) -> Tensor:
+    """``x [inst, batch, hidden]`` (or ``[batch, hidden]``, shared) → ``[inst, batch, latent]``."""
+    if x.ndim == 2:
+        x = x.expand(params["W_enc"].shape[0], *x.shape)
+    pre = torch.baddbmm(params["b_enc"].unsqueeze(1), x - params["b_dec"].unsqueeze(1), params["W_enc"])
+    return pre.masked_fill(~mask.unsqueeze(1), float("-inf"))
+
+
+def _rank_mask(k: Tensor, width: int) -> Tensor:
+    """``[inst, 1, width]``: the first k[i] positions of a sorted top-k."""
+    return (torch.arange(width, device=k.device)[None, :] < k[:, None]).unsqueeze(1)
+
+
+def topk_acts(pre: Tensor, k: Tensor, k_max: int | None = None) -> Tensor:
+    """Keep the k[i] largest positive latents of each example (instances may differ in k)."""
+    k_max = k_max or int(k.max())
+    values, index = pre.topk(k_max, dim=-1)
+    keep = _rank_mask(k, k_max) & (values > 0)
+    return torch.zeros_like(pre).scatter(-1, index, torch.where(keep, values, 0.0))
+
+
+def batchtopk_acts(pre: Tensor, k: Tensor, k_max: int | None = None) -> tuple[Tensor, Tensor]:
+    """Keep the k[i]·batch largest positive latents of instance i's whole batch.
+
+    Returns the activations and the smallest kept value per instance ``[inst]`` (for the threshold).
+    """
+    inst, batch, width = pre.shape
+    flat = pre.reshape(inst, batch * width)
+    k_max = (k_max or int(k.max())) * batch
+    values, index = flat.topk(k_max, dim=-1)
+    keep = (torch.arange(k_max, device=pre.device)[None, :] < (k * batch)[:, None]) & (values > 0)
+    acts = torch.zeros_like(flat).scatter(-1, index, torch.where(keep, values, 0.0))
+    smallest = torch.where(keep, values, float("inf")).amin(-1)
+    return acts.view(inst, batch, width), smallest
+
+
+def encode(params: Params, x: Tensor, buffers: Buffers, threshold: Tensor | None = None) -> Encoded:
+    """Latent activations. batchtopk with a `threshold` ``[inst, latent]`` is the inference rule
+    (fire where pre > threshold, as a JumpReLU); without it, the training rule (batch top-k).
+    jumprelu (imported, inference only) always needs the threshold."""
+    pre = pre_activations(params, x, buffers.mask)
+    arch = buffers.architecture
+    if arch == "relu":
+        acts = torch.relu(pre)
+    elif arch == "topk":
+        assert buffers.k is not None
+        acts = topk_acts(pre, buffers.k, buffers.k_max)
+    elif threshold is not None:
+        acts = torch.where((pre > threshold.unsqueeze(1)) & (pre > 0), pre, 0.0)
+    else:
+        if arch == "jumprelu" or buffers.k is None:
+            raise ValueError(f"architecture {arch}: encoding needs the threshold [inst, latent]")
+        acts = batchtopk_acts(pre, buffers.k, buffers.k_max)[0]
+    return Encoded(pre, acts)
+
+
+def decode(params: Params, acts: Tensor) -> Tensor:
+    """``[inst, batch, latent]`` → reconstruction ``[inst, batch, hidden]``."""
+    return torch.baddbmm(params["b_dec"].unsqueeze(1), acts, params["W_dec"])
+
+
+class LossAndGrads(NamedTuple):
+    loss: Tensor  # [inst] reconstruction + α L1
+    mse: Tensor  # [inst] reconstruction alone
+    grads: Params
+    smallest: Tensor | None  # [inst] batchtopk: smallest kept activation
+
+
+def loss_and_grads(params: Params, x: Tensor, buffers: Buffers) -> LossAndGrads:
+    """Per-instance loss and the gradient of its sum over instances, by hand.
+
+    ``x [batch, hidden]`` is shared by every instance. mse = mean over batch and hidden of
+    (x̂ − x)²; loss = mse + α · mean_batch ‖c‖₁. The top-k selections are treated as constants
+    (gradients flow through the kept latents), as in Gao et al.
+    """
+    inst = params["W_enc"].shape[0]
+    batch, hidden = x.shape
+    xs = x.expand(inst, batch, hidden)
+    centred = xs - params["b_dec"].unsqueeze(1)
+    pre = torch.baddbmm(params["b_enc"].unsqueeze(1), centred, params["W_enc"])
+    pre = pre.masked_fill(~buffers.mask.unsqueeze(1), float("-inf"))
+    smallest = None
+    if buffers.architecture == "relu":
+        acts = torch.relu(pre)
+    elif buffers.architecture == "topk":
+        acts = topk_acts(pre, buffers.k, buffers.k_max)
+    else:
+        acts, smallest = batchtopk_acts(pre, buffers.k, buffers.k_max)
+    err = decode(params, acts) - xs
+    mse = err.square().mean(dim=(1, 2))
+    l1 = acts.sum(-1).mean(-1)  # acts >= 0
+    d_out = err * (2.0 / (batch * hidden))  # dL/dx̂
+    d_acts = torch.bmm(d_out, params["W_dec"].transpose(1, 2)) + (buffers.l1 / batch).view(-1, 1, 1)
+    d_pre = torch.where(acts > 0, d_acts, 0.0)
+    grads = {
+        "W_dec": torch.bmm(acts.transpose(1, 2), d_out),
+        "W_enc": torch.bmm(centred.transpose(1, 2), d_pre),
+        "b_enc": d_pre.sum(1),
+        "b_dec": d_out.sum(1) - torch.bmm(d_pre, params["W_enc"].transpose(1, 2)).sum(1),
+    }
+    if not buffers.decoder_bias:
+        grads["b_dec"] = torch.zeros_like(grads["b_dec"])
+    return LossAndGrads(mse + buffers.l1 * l1, mse, grads, smallest)
+
+
+def reference_loss(params: Params, x: Tensor, buffers: Buffers) -> Tensor:
+    """The summed loss by plain autograd-able operations (the reference `loss_and_grads` is tested against)."""
+    acts = encode(params, x, buffers).acts
+    err = decode(params, acts) - x
+    return (err.square().mean(dim=(1, 2)) + buffers.l1 * acts.sum(-1).mean(-1)).sum()
+
+
+def normalize_decoder(params: Params, mask: Tensor) -> None:
+    """In place: every unmasked decoder row to unit norm (padding rows stay zero)."""
+    w = params["W_dec"]
+    norms = w.norm(dim=-1, keepdim=True)
+    w.copy_(torch.where(mask.unsqueeze(-1), w / norms.clamp(min=1e-12), 0.0))

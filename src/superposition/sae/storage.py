@@ -1,0 +1,112 @@
+"""The SAE run directory: a trained batch of SAEs on disk, and reading it back with validation.
+
+    SAE_RUN/
+      config.json          the SAEConfig (JSON round-trip)
+      weights.safetensors  W_enc [inst, hidden, latent], b_enc [inst, latent], W_dec [inst, latent, hidden],
+                           b_dec [inst, hidden], threshold [inst, latent]
+      metrics.json         n_inputs, loss curve, final losses (written last: marks the run complete)
+
+Nothing read back is trusted: shapes are checked against the config, padding latents must be
+zero, values finite and decoder rows of unit norm when the config normalises them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..atomic import atomic_write_bytes, atomic_write_json, temporary_beside
+from ..config import ConfigError
+from .config import SAEConfig
+from .model import TRAINED
+from .train import SAERun
+
+CONFIG, WEIGHTS, METRICS = "config.json", "weights.safetensors", "metrics.json"
+FORMAT = "superposition-sae"
+
+
+class SAEDirError(ValueError):
+    """A path is not a readable, complete, consistent SAE run directory."""
+
+
+def save_sae(sae: SAERun, path: str | os.PathLike[str]) -> Path:
+    """Write `sae` as an SAE run directory; metrics.json goes last and marks it complete."""
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / METRICS).unlink(missing_ok=True)
+    atomic_write_bytes(out / CONFIG, (sae.config.to_json() + "\n").encode())
+    tensors = {name: sae.params[name] for name in TRAINED} | {"threshold": sae.threshold}
+    with temporary_beside(out / WEIGHTS) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp,
+                  metadata={"format": FORMAT, "architecture": sae.config.architecture})
+    atomic_write_json(out / METRICS, {"n_inputs": sae.n_inputs, "loss_steps": sae.loss_steps,
+                                      "loss_curve": sae.loss_curve, "final_loss": sae.final_loss,
+                                      "train_seconds": sae.train_seconds, "extra": sae.extra})
+    return out
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SAEDirError(f"{path.parent}: not a finished SAE run directory (no {path.name})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SAEDirError(f"{path}: unreadable ({exc.__class__.__name__}: {exc})") from None
+
+
+def load_sae(path: str | os.PathLike[str]) -> SAERun:
+    """Read an SAE run directory back, checking everything against its config."""
+    out = Path(path)
+    if not out.is_dir():
+        raise SAEDirError(f"{out}: no such SAE run directory")
+    try:
+        config = SAEConfig.from_dict(_json(out / CONFIG))
+    except ConfigError as exc:
+        raise SAEDirError(f"{out / CONFIG}: not an SAE config ({exc})") from None
+    meta = _json(out / METRICS)
+    if not isinstance(meta, dict) or not isinstance(meta.get("n_inputs"), int) or meta["n_inputs"] < 1:
+        raise SAEDirError(f"{out / METRICS}: needs a positive integer n_inputs")
+    try:
+        tensors = load_file(out / WEIGHTS)
+    except FileNotFoundError:
+        raise SAEDirError(f"{out}: no {WEIGHTS}") from None
+    except Exception as exc:  # safetensors raises several types for damaged files
+        raise SAEDirError(f"{out / WEIGHTS}: unreadable ({exc.__class__.__name__}: {exc})") from None
+    sae = SAERun(config, {k: tensors[k] for k in TRAINED if k in tensors}, tensors.get("threshold"), meta["n_inputs"],
+                 list(meta.get("loss_steps", [])), list(meta.get("loss_curve", [])),
+                 list(meta.get("final_loss", [])), float(meta.get("train_seconds", 0.0)), dict(meta.get("extra", {})))
+    check_sae(sae, str(out / WEIGHTS))
+    return sae
+
+
+def expected_shapes(config: SAEConfig, n_inputs: int) -> dict[str, tuple[int, ...]]:
+    n, width = config.n_instances, config.max_latents
+    return {"W_enc": (n, n_inputs, width), "b_enc": (n, width), "W_dec": (n, width, n_inputs),
+            "b_dec": (n, n_inputs), "threshold": (n, width)}
+
+
+def check_sae(sae: SAERun, where: str = "SAE") -> None:
+    """Raise SAEDirError unless `sae`'s tensors fit its config (shapes, dtype, padding, finiteness, norms)."""
+    tensors = {**sae.params, "threshold": sae.threshold}
+    expected = expected_shapes(sae.config, sae.n_inputs)
+    got = {k: tuple(v.shape) for k, v in tensors.items() if v is not None}
+    if got != expected:
+        raise SAEDirError(f"{where}: tensors {got} do not match the config, which needs {expected}")
+    for name, value in tensors.items():
+        if value.dtype != torch.float32:
+            raise SAEDirError(f"{where}: {name} has dtype {value.dtype}, expected float32")
+        if not bool(torch.isfinite(value).all()):
+            raise SAEDirError(f"{where}: {name} has non-finite values")
+    pad = ~sae.mask
+    if bool(sae.params["W_dec"][pad].any()) or bool(sae.params["W_enc"].transpose(1, 2)[pad].any()):
+        raise SAEDirError(f"{where}: padding latents (beyond an instance's n_latents) must be zero")
+    if sae.config.normalize_decoder:
+        norms = sae.params["W_dec"].norm(dim=-1)[sae.mask]
+        if not bool(((norms - 1).abs() < 1e-3).all()):
+            raise SAEDirError(f"{where}: decoder rows must have unit norm (normalize_decoder is on); "
+                              f"norms range {float(norms.min()):.4g} to {float(norms.max()):.4g}")

@@ -1,0 +1,253 @@
+"""Sparse autoencoders: config validation, gradients, batched == alone, scores, toy-model recovery."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from superposition.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+from superposition.run import Metrics, Run
+from superposition.sae import DictionaryConfig, SAEConfig, SourceConfig, build_source, evaluate_sae, train_sae
+from superposition.sae import metrics as sm
+from superposition.sae.model import init_params, loss_and_grads, reference_loss
+from superposition.sae.train import make_buffers
+
+SMALL = DictionaryConfig(n_features=24, n_hidden=12)
+
+
+def small(architecture: str = "relu", **kw) -> SAEConfig:
+    base = dict(n_latents=(8, 16), steps=60, batch_size=64, source=SourceConfig(dictionary=SMALL))
+    if architecture == "relu":
+        base["l1_coefficient"] = (1e-3, 1e-2)
+    else:
+        base["k"] = (2, 3)
+        base["l1_coefficient"] = (0.0,)
+    return SAEConfig(architecture=architecture, **(base | kw))
+
+
+# --- config -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(architecture="topk", n_latents=(4, 16), k=(5,)), r"sae.k\[0\] = 5 is invalid: must be at most the smallest"),
+    (dict(l1_coefficient=(0.1, -0.5)), r"sae.l1_coefficient\[1\] = -0.5 is invalid: must be a number in \[0"),
+    (dict(architecture="topk"), r"sae.k = None is invalid: is required for architecture topk"),
+    (dict(k=(3,)), r"sae.k = \(3,\) is invalid: must be unset"),
+    (dict(architecture="gated"), r"sae.architecture = 'gated' is invalid: must be one of relu, topk"),
+    (dict(n_latents=(0,)), r"sae.n_latents\[0\] = 0 is invalid: must be an integer >= 1"),
+    (dict(n_latents=()), r"sae.n_latents = \(\) is invalid: must be a non-empty list"),
+    (dict(steps=0), r"sae.steps = 0 is invalid"),
+])
+def test_bad_config_names_field_value_and_range(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        SAEConfig(**kwargs)
+
+
+def test_bad_dictionary_and_source():
+    with pytest.raises(ConfigError, match=r"dictionary.orthogonal = True is invalid: needs n_features <= n_hidden"):
+        DictionaryConfig(n_features=10, n_hidden=4, orthogonal=True)
+    with pytest.raises(ConfigError, match=r"n_features = 10 is invalid: must be a multiple of 1 \+ n_children"):
+        DictionaryConfig(n_features=10, structure="hierarchy", n_children=2)
+    with pytest.raises(ConfigError, match="source.kind = 'file' is invalid"):
+        SourceConfig(kind="file")
+    with pytest.raises(ConfigError, match="needs the toy-model run"):
+        build_source(SAEConfig(source=SourceConfig(kind="run")))
+
+
+def test_config_json_round_trip_and_unknown_keys():
+    config = small("topk", seeds=(0, 3))
+    assert SAEConfig.from_json(config.to_json()) == config
+    raw = config.to_dict() | {"l1": 0.1}
+    with pytest.raises(ConfigError, match="unknown field"):
+        SAEConfig.from_dict(raw)
+    raw = config.to_dict()
+    raw["source"]["dictionary"]["decay"] = 2.0
+    with pytest.raises(ConfigError, match=r"dictionary.decay = 2.0 is invalid"):
+        SAEConfig.from_dict(raw)
+
+
+def test_grid_order_and_alone():
+    config = small(seeds=(0, 1))
+    grid = config.grid()
+    assert len(grid) == 8 and grid[0] == (8, 1e-3, None, 0) and grid[-1] == (16, 1e-2, None, 1)
+    assert config.alone(5).grid() == [grid[5]]
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+
+def test_sharkey_dictionary_defaults():
+    source = build_source(SAEConfig())
+    assert source.features.shape == (512, 256)
+    assert torch.allclose(source.features.norm(dim=1), torch.ones(512), atol=1e-5)
+    assert math.isclose(float(source.probability.sum()), 5.0, rel_tol=1e-5)
+    assert math.isclose(float(source.probability[1] / source.probability[0]), 0.99, rel_tol=1e-5)
+    codes = source.codes(0, 4096)
+    assert abs(float((codes > 0).sum(1).float().mean()) - 5.0) < 0.2
+    assert 0.0 < float(codes.max()) <= 1.0
+
+
+def test_correlated_dictionary_keeps_probabilities_and_correlates():
+    config = DictionaryConfig(n_features=32, n_hidden=16, n_active=4, structure="correlated", correlation_rank=2)
+    source = build_source(SAEConfig(source=SourceConfig(dictionary=config)))
+    gates = source.gates(0, 20_000).float()
+    assert torch.allclose(gates.mean(0), source.probability, atol=0.015)
+    corr = torch.corrcoef(gates.T)
+    off = corr[~torch.eye(32, dtype=torch.bool)]
+    assert float(off.abs().mean()) > 0.05  # independent gates would give ~0.01
+
+
+def test_hierarchy_children_only_with_their_parent():
+    config = DictionaryConfig(n_features=12, n_hidden=12, structure="hierarchy", n_children=2, n_active=1.5,
+                              orthogonal=True, magnitude="one")
+    gates = build_source(SAEConfig(source=SourceConfig(dictionary=config))).gates(0, 5000).view(5000, 4, 3)
+    parent, children = gates[:, :, 0], gates[:, :, 1:]
+    assert not bool((children & ~parent[:, :, None]).any())
+    on = children[parent].float().mean()
+    assert abs(float(on) - 0.5) < 0.03
+
+
+def test_batches_depend_only_on_seed_and_step():
+    a, b = build_source(small()), build_source(small(n_latents=(4,)))
+    assert torch.equal(a.batch(3, 16), b.batch(3, 16))
+    assert not torch.equal(a.batch(3, 16), a.batch(4, 16))
+
+
+# --- model --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("architecture", ["relu", "topk", "batchtopk"])
+def test_hand_written_gradients_match_autograd(architecture):
+    config = small(architecture)
+    grid, buffers = config.grid(), make_buffers(config)
+    params = init_params(12, [p.n_latents for p in grid], [p.seed for p in grid])
+    gen = torch.Generator().manual_seed(0)
+    params["b_dec"] = 0.1 * torch.randn(params["b_dec"].shape, generator=gen)
+    params["b_enc"] = 0.1 * torch.randn(params["b_enc"].shape, generator=gen) * buffers.mask
+    params["W_enc"] = params["W_enc"] + 0.1 * torch.randn(params["W_enc"].shape, generator=gen) * buffers.mask[:, None]
+    x = build_source(config).batch(0, 64)
+    out = loss_and_grads(params, x, buffers)
+    leaves = {k: v.clone().requires_grad_() for k, v in params.items()}
+    reference = reference_loss(leaves, x, buffers)
+    reference.backward()
+    assert torch.allclose(out.loss.sum(), reference, rtol=1e-5)
+    for name, value in leaves.items():
+        assert value.grad.abs().sum() > 0
+        assert torch.allclose(out.grads[name], value.grad, atol=1e-6, rtol=1e-4), name
+
+
+@pytest.mark.parametrize("architecture", ["relu", "topk", "batchtopk"])
+def test_batched_saes_equal_saes_trained_alone(architecture):
+    config = small(architecture, seeds=(0, 1))
+    batched = train_sae(config)
+    for i, point in enumerate(config.grid()):
+        alone = train_sae(config.alone(i))
+        n = point.n_latents
+        for name, value in alone.params.items():
+            got = batched.params[name][i]
+            got = got[..., :n] if name == "W_enc" else got[:n] if name in ("W_dec", "b_enc") else got
+            assert torch.allclose(got, value[0], atol=1e-5), (i, name)
+        assert torch.allclose(batched.threshold[i, :n], alone.threshold[0], atol=1e-5)
+        assert batched.final_loss[i] == pytest.approx(alone.final_loss[0], rel=1e-4)
+    pad = ~batched.mask
+    assert not batched.params["W_dec"][pad].any() and not batched.params["b_enc"][pad].any()
+
+
+def test_training_is_deterministic_and_decoder_stays_unit_norm():
+    a, b = train_sae(small()), train_sae(small())
+    assert all(torch.equal(a.params[k], b.params[k]) for k in a.params)
+    norms = a.params["W_dec"].norm(dim=-1)[a.mask]
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+
+
+def test_topk_keeps_k_latents_and_batchtopk_on_average():
+    scores = evaluate_sae(train_sae(small("topk")), build_source(small("topk")))
+    # at most k per example; fewer only where fewer than k pre-activations are positive
+    assert all(0.9 * k < v <= k for v, k in zip(scores.l0, [2, 3, 2, 3], strict=True)), scores.l0
+    bt = evaluate_sae(train_sae(small("batchtopk", steps=200)), build_source(small()))
+    assert all(abs(v - k) < 1.0 for v, k in zip(bt.l0, [2, 3, 2, 3], strict=True))
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+
+def test_mmcs_of_the_truth_is_one_and_of_a_random_dictionary_its_known_value():
+    truth = build_source(SAEConfig()).features  # 512 Gaussian unit directions in 256 dimensions
+    assert torch.allclose(sm.mmcs(truth, truth[None]), torch.ones(1))
+    shuffled = truth[torch.randperm(512, generator=torch.Generator().manual_seed(1))]
+    assert sm.recovered(truth, shuffled[None]).all()
+    gen = torch.Generator().manual_seed(2)
+    random = torch.randn(4, 1024, 256, generator=gen)
+    got = sm.mmcs(truth, random)
+    expected = sm.random_mmcs(256, 1024)
+    assert expected == pytest.approx(0.204, abs=0.01)
+    assert torch.allclose(got, torch.full((4,), expected), rtol=0.03)
+    assert not sm.recovered(truth, random).any()
+
+
+def test_masked_latents_are_ignored():
+    truth = torch.eye(4)
+    learned = torch.zeros(1, 6, 4)
+    learned[0, :4] = torch.eye(4)
+    learned[0, 4:] = 5 * torch.ones(2, 4)
+    mask = torch.tensor([[True, True, True, False, False, False]])
+    assert sm.mmcs(truth, learned, mask).item() == pytest.approx(0.75)
+    assert sm.mmcs_between(learned, truth[None], mask).item() == pytest.approx(1.0)
+
+
+def test_activation_metrics():
+    acts = torch.tensor([[[1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.5, 3.0, 0.0], [1.0, 0.0, 0.0]]])
+    mask = torch.tensor([[True, True, True]])
+    assert sm.dead_latents(acts, mask).tolist() == [1]
+    assert sm.dense_latents(acts, mask, 0.5).tolist() == [1]
+    assert sm.l0(acts).tolist() == [1.25]
+    x = torch.randn(50, 3)
+    assert sm.fraction_variance_explained(x, x[None]).item() == pytest.approx(1.0)
+    assert sm.fraction_variance_explained(x, x.mean(0).expand(1, 50, 3)).item() == pytest.approx(0.0, abs=1e-6)
+
+
+# --- toy models ---------------------------------------------------------------------------------
+
+
+def orthogonal_run(n: int = 6, m: int = 8, p: float = 0.15) -> Run:
+    """A ReLU-output toy model whose n features are orthonormal directions in m dimensions."""
+    q, _ = torch.linalg.qr(torch.randn(m, n, generator=torch.Generator().manual_seed(0)))
+    config = RunConfig(ModelConfig("relu_output", n_features=n, n_hidden=m), DataConfig(feature_probability=(p,)),
+                       TrainConfig(steps=1), name="orthogonal")
+    metrics = Metrics([0.0], [], [[]], [0], [0], [p], [[0.0]])
+    return Run(config, {"W": q.T[None].contiguous(), "b": torch.zeros(1, n)}, metrics)
+
+
+def test_topk_sae_on_a_toy_model_with_orthogonal_features_recovers_them_all():
+    run = orthogonal_run()
+    config = SAEConfig(architecture="topk", n_latents=(12,), k=(2,), l1_coefficient=(0.0,), steps=800,
+                       batch_size=256, lr=3e-3, source=SourceConfig(kind="run", run_name="orthogonal"))
+    sae = train_sae(config, run=run)
+    scores = evaluate_sae(sae, build_source(config, run))
+    assert scores.n_true == 6 and scores.recovered == [6]
+    assert scores.mmcs[0] > 0.97 and scores.fve[0] > 0.9
+    assert scores.loss_recovered is not None and scores.loss_recovered[0] > 0.9
+
+
+def test_run_source_errors():
+    run = orthogonal_run()
+    with pytest.raises(ConfigError, match=r"source.instance = 3 is invalid: the run has 1 instance"):
+        build_source(SAEConfig(source=SourceConfig(kind="run", instance=3)), run)
+    with pytest.raises(ConfigError, match="does not match the run given"):
+        build_source(SAEConfig(source=SourceConfig(kind="run", run_name="other")), run)
+    no_hidden = Run(run.config, {"b": run.b}, run.metrics)
+    with pytest.raises(ConfigError, match="has no hidden layer"):
+        build_source(SAEConfig(source=SourceConfig(kind="run")), no_hidden)
+    with pytest.raises(ConfigError, match="run is given but source.kind = dictionary"):
+        build_source(SAEConfig(), run)
+
+
+@pytest.mark.slow
+def test_compiled_step_equals_eager():
+    config = small("batchtopk", steps=50)
+    eager, compiled = train_sae(config), train_sae(config, compile=True)
+    for name, value in eager.params.items():
+        assert torch.allclose(compiled.params[name], value, atol=1e-5), name
+    assert torch.allclose(compiled.threshold, eager.threshold, atol=1e-5)
