@@ -74,13 +74,13 @@ def _spliced(source: RunSource, batch: int, x_hat: torch.Tensor) -> dict:
     """The spliced-loss scores, for the paper's four model kinds (`metrics.readout`); a composed
     or custom model (the engine of issue 10) has no readout here yet, and gets None."""
     from ..models import forward, target
-    from .sources import EVAL_STEP, _model_ref
+    from .sources import EVAL_STEP
 
-    kind = getattr(source.model, "fused_kind", source.model.kind)
-    if kind not in ("linear", "relu_output", "relu_hidden", "abs_mlp") or getattr(source.model, "custom", None):
+    kind = source.model.fused_kind
+    if kind is None:
         return {}
     inputs = source.inputs(EVAL_STEP, batch)  # the same inputs as eval_batch(source, batch)
-    hidden = forward(_model_ref(source.model), source.params, inputs).hidden
+    hidden = forward(source.model, source.params, inputs).hidden
     out = metrics.spliced_loss(kind, source.params, inputs, target(kind, inputs),
                                source.spec.importance[0], hidden, x_hat)
     return {"loss_recovered": out.loss_recovered.tolist(), "spliced_loss": out.spliced.tolist(),

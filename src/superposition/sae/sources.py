@@ -14,7 +14,6 @@ alone, sees the same activations.
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..config import ConfigError
-from ..data import FeatureSpec, derive_seed, random_bits, sample
+from ..data import FeatureSpec, derive_seed, draw, random_bits
 from ..models import forward
 from .config import DictionaryConfig, SAEConfig
 
@@ -136,22 +135,9 @@ class DictionarySource:
         return self.codes(step, batch) @ self.directions
 
 
-def _model_ref(model):
-    """What `superposition.models.forward` takes: the ModelConfig where the engine accepts one
-    (issue 10: composed and custom models), else the preset kind."""
-    first = next(iter(inspect.signature(forward).parameters))
-    return model if first == "model" else model.kind
-
-
 def _inputs(spec: FeatureSpec, step: int, batch: int, data) -> Tensor:
-    """`superposition.data.draw` (every option of the run's DataConfig) where the engine has it,
-    else `sample` with the options this engine knows."""
-    from .. import data as engine
-
-    t = torch.tensor(step, dtype=torch.int64)
-    if hasattr(engine, "draw"):
-        return engine.draw(spec, t, batch, data)
-    return sample(spec, t, batch, distribution=data.distribution, set_size=data.set_size, signed=bool(data.signed))
+    """The run's own inputs of `step`, with every option of its DataConfig."""
+    return draw(spec, torch.tensor(step, dtype=torch.int64), batch, data)
 
 
 @dataclass
@@ -178,7 +164,7 @@ class RunSource:
 
     def batch(self, step: int, batch: int) -> Tensor:
         with torch.no_grad():
-            return forward(_model_ref(self.model), self.params, self.inputs(step, batch)).hidden[0]
+            return forward(self.model, self.params, self.inputs(step, batch)).hidden[0]
 
 
 def run_source(run, instance: int, seed: int) -> RunSource:
