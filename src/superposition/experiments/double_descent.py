@@ -16,12 +16,14 @@ over features where the paper's sums them; gradients are therefore 1/n of the pa
 invariant to that scale only if eps scales with it, so eps = 1e-8 / n (the rest is identical).
 
 Sizes. The engine's finite datasets are dense [inst, T, feat]; the paper's largest set (10⁵ × 10⁴,
-4 GB per instance, 50k steps, about 80 runs) is out of reach on 2 CPU cores, so `PAPER` is declared
-(`paper_configs`) but `reproduce` never runs it. `QUICK` keeps the mechanism at n = 100 features with
+4 GB per instance, 50k steps, 64 runs) is out of reach on 2 CPU cores, so `PAPER` is declared
+(`paper_configs`) but `reproduce` never runs it. `FULL` keeps the mechanism at n = 100 features with
 p = 1 − S = 0.05 (5 active features per example, against the paper's 10; T · (1 − S) spans 0.15-32
-as the paper's 3-10⁵ spans 0.003-100) and 3,000 steps; `FULL` is the largest size that is realistic
-here (n = 200, p = 0.025, 10,000 steps, 4 seeds × 4 restarts). Neither is the paper's size: results
-at S = 0.999 and n = 10,000 were not measured.
+where the paper's 3-10⁵ spans 0.003-100): 9 sizes × 4 dataset seeds × 2 restarts, 3,000 steps
+(17 min wall, 6 min CPU, on the 2 shared cores at load ~9). `QUICK` is the same grid with 2 dataset
+seeds and 1,500 steps, which run eagerly (below the auto-compile threshold: each T is a new shape,
+and a compile per shape costs more than the run). Neither is the paper's size: results at S = 0.999
+and n = 10,000 were not measured.
 """
 
 from __future__ import annotations
@@ -69,8 +71,9 @@ class Size:
     """Held-out examples per run."""
 
 
-QUICK = Size(100, 0.05, (3, 5, 10, 20, 40, 80, 160, 320, 640), 4, 2, 3000, 150, 2000)
-FULL = Size(200, 0.025, (3, 5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560), 4, 4, 10_000, 500, 4000)
+GRID = (3, 5, 10, 20, 40, 80, 160, 320, 640)
+QUICK = Size(100, 0.05, GRID, 2, 2, 1500, 75, 2000)
+FULL = Size(100, 0.05, GRID, 4, 2, 3000, 150, 2000)
 PAPER = Size(10_000, 0.001, tuple(int(round(t)) for t in np.geomspace(3, 100_000, 16)), 4, 4, 50_000, 2_500, 10_000)
 """As published: declared for a machine with the memory (or a sparse data path); `reproduce` does not run it."""
 
