@@ -89,7 +89,8 @@ def model(T: int, D_X: torch.Tensor | None = None, D: torch.Tensor | None = None
           W_norm: float = 1.0, b_norm: float = 1.0, seed: int = 0, train: float = 0.0) -> dd.Model:
     D_X = torch.full((T,), 2.0 / T) if D_X is None else D_X
     D = torch.zeros(10) if D is None else D
-    return dd.Model(T, seed, train, test, 1.0, 1.0, W_norm, b_norm, D, D_X, torch.zeros(10, 2), torch.zeros(T, 2))
+    return dd.Model(T=T, seed=seed, m=2, train_loss=train, test_loss=test, train_zero=1.0, test_zero=1.0,
+                    W_norm=W_norm, b_norm=b_norm, D=D, D_X=D_X, W=torch.zeros(10, 2), h=torch.zeros(T, 2))
 
 
 def test_claims_on_constructed_models():
@@ -120,6 +121,7 @@ def test_figures_draw():
         dimensionality_figure,
         geometry_figure,
         norms_figure,
+        plane_figure,
         test_loss_figure,
     )
 
@@ -128,6 +130,7 @@ def test_figures_draw():
     assert isinstance(geometry_figure([polygon(3), polygon(5)], [3, 5], [torch.randn(10, 2)], [300]), Figure)
     assert isinstance(dimensionality_figure(T, [torch.rand(t) for t in T], [torch.rand(10)] * 4, 0.05), Figure)
     assert isinstance(norms_figure(T, [1, 2, 3, 4], [1, 2, 3, 4], 0.05), Figure)
+    assert isinstance(plane_figure(T, [1, 2, 1, 2], [1, 1.1, 0.9, 0.8], 0.05), Figure)
     with pytest.raises(ValueError, match="one per model"):
         norms_figure(T, [1], [1], 0.05)
 
@@ -140,6 +143,11 @@ def test_configs_follow_the_published_setup():
         assert c.model.kind == "relu_output" and c.model.n_hidden == 2 and c.model.init_std is None
         assert c.data.normalize and c.train.batch_size >= c.data.n_train
         assert c.train.optimizer == "adamw" and c.train.schedule == "cosine" and c.train.weight_decay == 1e-2
+    full = dd.size_configs(dd.FULL)
+    assert len(full) == len(dd.GRID) * (dd.FULL.dataset_seeds + len(dd.FULL.widths))
+    assert full["T000040-m3-s0"].model.n_hidden == 3 and full["T000040-s1"].model.n_hidden == 2
+    wide = [replace(model(3), m=3), model(3)]
+    assert dd.main_models(wide) == [wide[1]]
     paper = dd.paper_configs()
     big = paper[f"T{100_000:06d}-s3"]
     assert big.model.n_features == 10_000 and big.data.feature_probability == (0.001,)
@@ -164,3 +172,13 @@ def test_recipe_on_a_small_seeded_run(tmp_path):
     assert held["Tiny training sets are memorised"] and held["Double descent"]
     assert held["‖W‖_F peaks at intermediate T"] and held["‖b‖ peaks at intermediate T"]
     # The T-gon claim is not held at this size (empty examples and irregular triangles): see the recipe.
+
+
+def test_scorecard_puts_follow_ups_in_their_own_table():
+    from superposition.reproduce import Scorecard, ScoreRow
+
+    rows = [ScoreRow("intro", "1 Introduction", "c", "e", "m", "held"),
+            ScoreRow("double-descent", dd.SECTION, "c", "e", "m", "not held")]
+    text = Scorecard(True, rows).to_markdown()
+    assert text.index("| 1 Introduction") < text.index("## Follow-ups") < text.index(f"| {dd.SECTION}")
+    assert "## Follow-ups" not in Scorecard(True, rows[:1]).to_markdown()

@@ -31,8 +31,9 @@ where the paper's 3-10⁵ spans 0.003-100): 9 sizes × 4 dataset seeds × 2 rest
 (4 min wall, 1 min CPU, eager with one torch thread on the 2 shared cores at load ~8; 17 min with the
 default 2 threads and auto-compile, which recompiles per T). `QUICK` is the same grid with 2 dataset
 seeds and 1,500 steps, which run eagerly (below the auto-compile threshold: each T is a new shape,
-and a compile per shape costs more than the run): 34 s wall, 16 s CPU with one thread. Neither is the paper's size: results at S = 0.999
-and n = 10,000 were not measured.
+and a compile per shape costs more than the run): 34 s wall, 16 s CPU with one thread. FULL adds the
+(T, m) plane: m = 1, 3, 4 on the same grid, one dataset seed each (the claims use m = 2 only).
+Neither is the paper's size: results at S = 0.999 and n = 10,000 were not measured.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from ..figures.double_descent import (
     dimensionality_figure,
     geometry_figure,
     norms_figure,
+    plane_figure,
     test_loss_figure,
 )
 from ..run import Run
@@ -78,11 +80,13 @@ class Size:
     """Linear warm-up steps before the cosine decay."""
     n_test: int
     """Held-out examples per run."""
+    widths: tuple[int, ...] = ()
+    """Further hidden sizes m for the (T, m) plane, one dataset seed each (the claims use m = 2)."""
 
 
 GRID = (3, 5, 10, 20, 40, 80, 160, 320, 640)
 QUICK = Size(100, 0.05, GRID, 2, 2, 1500, 75, 2000)
-FULL = Size(100, 0.05, GRID, 4, 2, 3000, 150, 2000)
+FULL = Size(100, 0.05, GRID, 4, 2, 3000, 150, 2000, widths=(1, 3, 4))
 PAPER = Size(10_000, 0.001, tuple(int(round(t)) for t in np.geomspace(3, 100_000, 16)), 4, 4, 50_000, 2_500, 10_000)
 """As published: declared for a machine with the memory (or a sparse data path); `reproduce` does not run it."""
 
@@ -105,18 +109,21 @@ GENERALISING_TP = (3.0, 30.0)
 """The note locates generalisation near T · (1 − S) ≈ 10; held within a factor ~3 either way."""
 
 
-def _config(size: Size, T: int, seed: int) -> RunConfig:
+def _config(size: Size, T: int, seed: int, m: int = 2) -> RunConfig:
     return RunConfig(
-        model=ModelConfig("relu_output", n_features=size.n_features, n_hidden=2),  # tied, xavier-normal init
+        model=ModelConfig("relu_output", n_features=size.n_features, n_hidden=m),  # tied, xavier-normal init
         data=DataConfig(feature_probability=(size.p,), normalize=True, n_train=T, n_test=size.n_test),
         train=TrainConfig(steps=size.steps, batch_size=T, lr=1e-3, weight_decay=1e-2, schedule="cosine",
                           warmup_steps=size.warmup, seed=seed, restarts=size.restarts, eps=1e-8 / size.n_features),
-        name=f"double-descent-T{T}-s{seed}")
+        name=f"double-descent-T{T}-s{seed}" if m == 2 else f"double-descent-T{T}-m{m}-s{seed}")
 
 
 def size_configs(size: Size) -> dict[str, RunConfig]:
-    """{run name: config}: one run per training-set size T and dataset seed."""
-    return {f"T{T:06d}-s{seed}": _config(size, T, seed) for T in size.sizes for seed in range(size.dataset_seeds)}
+    """{run name: config}: one run per training-set size T and dataset seed (m = 2), plus one per T and
+    further width m of the (T, m) plane."""
+    main = {f"T{T:06d}-s{seed}": _config(size, T, seed) for T in size.sizes for seed in range(size.dataset_seeds)}
+    plane = {f"T{T:06d}-m{m}-s0": _config(size, T, 0, m) for m in size.widths if m != 2 for T in size.sizes}
+    return main | plane
 
 
 def configs(quick: bool) -> dict[str, RunConfig]:
@@ -138,6 +145,8 @@ class Model:
 
     T: int
     seed: int
+    m: int
+    """Hidden dimensions."""
     train_loss: float
     test_loss: float
     train_zero: float
@@ -159,7 +168,7 @@ def measure(run: Run) -> Model:
     h = training_hidden(run)[0]
     test = dataset(run.config, "test")[0]
     return Model(
-        T=run.config.data.n_train, seed=run.config.train.seed,
+        T=run.config.data.n_train, seed=run.config.train.seed, m=run.config.model.n_hidden,
         train_loss=run.metrics.final_loss[0], test_loss=run.metrics.test_loss[0],
         train_zero=float(training_inputs(run)[0].square().mean()), test_zero=float(test.square().mean()),
         W_norm=float(run.W[0].norm()), b_norm=float(run.params["b"][0].norm()),
@@ -167,8 +176,13 @@ def measure(run: Run) -> Model:
 
 
 def measure_all(runs: dict[str, Run]) -> list[Model]:
-    """Every run measured, sorted by (T, seed)."""
-    return sorted((measure(r) for r in runs.values()), key=lambda m: (m.T, m.seed))
+    """Every run measured, sorted by (m, T, seed)."""
+    return sorted((measure(r) for r in runs.values()), key=lambda m: (m.m, m.T, m.seed))
+
+
+def main_models(models: list[Model]) -> list[Model]:
+    """The m = 2 models, the note's main figures and the claims."""
+    return [m for m in models if m.m == 2]
 
 
 def by_size(models: list[Model]) -> dict[int, list[Model]]:
@@ -197,7 +211,8 @@ def probability(runs: dict[str, Run]) -> float:
 
 
 def _figures(runs: dict[str, Run]) -> dict[str, object]:
-    models, p = measure_all(runs), probability(runs)
+    every, p = measure_all(runs), probability(runs)
+    models = main_models(every)
     groups = by_size(models)
     small = [T for T in groups if T * p <= MEMORISING_TP][:3] or list(groups)[:1]
     large = list(groups)[-3:]
@@ -209,7 +224,15 @@ def _figures(runs: dict[str, Run]) -> dict[str, object]:
                                                    [groups[t][0].W for t in large], large),
         "double_descent_dimensionality": dimensionality_figure(T, [m.D_X for m in models], [m.D for m in models], p),
         "double_descent_norms": norms_figure(T, [m.W_norm for m in models], [m.b_norm for m in models], p),
-    }
+    } | _plane(every, p)
+
+
+def _plane(models: list[Model], p: float) -> dict[str, object]:
+    """The (T, m) plane figure, when the runs include widths other than m = 2."""
+    if len({m.m for m in models}) < 2:
+        return {}
+    return {"double_descent_plane": plane_figure([m.T for m in models], [m.m for m in models],
+                                                 [relative_test_loss(m) for m in models], p)}
 
 
 # --- claims -------------------------------------------------------------------------------------
@@ -217,7 +240,7 @@ def _figures(runs: dict[str, Run]) -> dict[str, object]:
 
 def on_gon_fraction(m: Model) -> float:
     """Fraction of the training examples with D_X within ±GON_BAND of m/T."""
-    target = 2.0 / m.T
+    target = m.m / m.T
     return float(((m.D_X - target).abs() <= GON_BAND * target).float().mean())
 
 
@@ -309,7 +332,7 @@ def generalising_claim(models: list[Model], p: float) -> ClaimResult:
 
 
 def _claims(runs: dict[str, Run]) -> list[ClaimResult]:
-    return _claims_of(measure_all(runs), probability(runs))
+    return _claims_of(main_models(measure_all(runs)), probability(runs))
 
 
 def _claims_of(models: list[Model], p: float) -> list[ClaimResult]:

@@ -143,3 +143,34 @@ def norms_figure(T: Sequence[int], W_norm: Sequence[float], b_norm: Sequence[flo
     ax.legend(fontsize=7, frameon=False)
     _size_axis(ax, p)
     return fig
+
+
+def plane_figure(T: Sequence[int], m: Sequence[int], test: Sequence[float], p: float) -> Figure:
+    """The (T, m) plane: relative test loss against T for every hidden size m (left, one line per m)
+    and as a map over (T, m) (right; the mean where several models share a cell)."""
+    _check(T, m, test)
+    widths, sizes = sorted(set(m)), sorted(set(T))
+    grid = np.full((len(widths), len(sizes)), np.nan)
+    t, w, v = (np.asarray(a, dtype=float) for a in (T, m, test))
+    for r, width in enumerate(widths):
+        for c, size in enumerate(sizes):
+            cell = v[(w == width) & (t == size)]
+            grid[r, c] = cell.mean() if cell.size else np.nan
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    colors = [f"C{k % 10}" for k in range(len(widths))]
+    for r, width in enumerate(widths):
+        left.plot(sizes, grid[r], marker="o", ms=3, lw=1.4, color=colors[r], label=f"m = {width}")
+    left.axhline(1.0, color="0.3", lw=0.8, ls=":")
+    left.set_ylabel("test loss / zero output's")
+    left.set_title("Double descent along T for each hidden size m", fontsize=9)
+    left.legend(fontsize=7, frameon=False)
+    _size_axis(left, p)
+    image = right.imshow(grid, aspect="auto", origin="lower", cmap="magma_r", interpolation="nearest")
+    right.set_xticks(range(len(sizes)), [str(s) for s in sizes], fontsize=7)
+    right.set_yticks(range(len(widths)), [str(x) for x in widths])
+    right.set_xlabel("training-set size T")
+    right.set_ylabel("hidden dimensions m")
+    right.set_title("The (T, m) plane: test loss / zero output's", fontsize=9)
+    fig.colorbar(image, ax=right, shrink=0.85)
+    return fig
