@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 
 import superposition as sp
-from superposition.experiments import RECIPES, basic, get_recipe, intro, run_recipe
+from superposition.experiments import FOLLOW_UPS, RECIPES, basic, get_recipe, intro, run_recipe
 
 
 def shrink(config: sp.RunConfig, probabilities, steps: int, restarts: int) -> sp.RunConfig:
@@ -69,10 +69,10 @@ def test_recipe_writes_runs_figures_and_claims_and_reuses_runs(tmp_path, monkeyp
 def test_registry():
     assert list(RECIPES) == ["intro", "basic", "loss-decomposition", "phase-diagram", "uniform", "geometry",
                              "nonuniform", "correlated", "dynamics", "adversarial", "privileged-basis",
-                             "absolute-value", "l1-hidden", "sae-recovery", "sae-absorption"]
-    paper = [r for r in RECIPES.values() if not r.section.startswith("Follow-ups")]
-    assert list(RECIPES.values())[: len(paper)] == paper  # follow-ups come after the paper
-    sections = [float(r.section.split()[0].split(".")[0]) for r in paper]
+                             "absolute-value", "l1-hidden", *FOLLOW_UPS]
+    assert list(RECIPES)[-len(FOLLOW_UPS):] == list(FOLLOW_UPS) == ["double-descent", "sae-recovery",
+                                                                      "sae-absorption"]  # after the paper's
+    sections = [float(r.section.split()[0].split(".")[0]) for r in RECIPES.values() if r.name not in FOLLOW_UPS]
     assert sections == sorted(sections)  # the paper's order
     with pytest.raises(sp.ConfigError, match="intro"):
         get_recipe("nope")

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from . import run as rundir
 from .config import ConfigError
-from .experiments import RECIPES, get_recipe, run_recipe
+from .experiments import FOLLOW_UPS, RECIPES, get_recipe, run_recipe
 from .train import CompileMode
 
 Status = Literal["held", "not held", "error"]
@@ -83,9 +83,13 @@ class Scorecard:
 
     def to_markdown(self) -> str:
         size = "quick" if self.quick else "paper-size"
-        lines = [f"# Scorecard ({size} runs): {self.n_held}/{self.n_claims} claims held", "",
-                 "| section | experiment | claim | expected | measured | result |", "|---|---|---|---|---|---|"]
+        header = ["| section | experiment | claim | expected | measured | result |", "|---|---|---|---|---|---|"]
+        lines = [f"# Scorecard ({size} runs): {self.n_held}/{self.n_claims} claims held", "", *header]
+        follow_ups = False
         for r in self.rows:
+            if r.experiment in FOLLOW_UPS and not follow_ups:  # the paper's successors: their own table
+                follow_ups = True
+                lines += ["", "## Follow-ups", "", *header]
             cells = [r.section, r.experiment, r.claim, r.expected, r.measured, _mark(r.status)]
             lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
         return "\n".join(lines) + "\n"

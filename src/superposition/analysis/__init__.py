@@ -57,6 +57,7 @@ from .geometry import (
     summarize,
     unit_directions,
 )
+from .memorization import data_dimensionality, run_data_dimensionality, training_hidden, training_inputs
 from .neurons import (
     AsymmetricMotif,
     FeatureClasses,
@@ -172,6 +173,10 @@ __all__ = [
     "feature_moments",
     "feature_norms",
     "gram",
+    "data_dimensionality",
+    "run_data_dimensionality",
+    "training_hidden",
+    "training_inputs",
     "interference",
     "linear_optimal_loss",
     "neighbour_angles",

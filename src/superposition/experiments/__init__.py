@@ -8,6 +8,7 @@ from . import (
     adversarial,
     basic,
     correlated,
+    double_descent,
     dynamics,
     geometry,
     intro,
@@ -32,9 +33,15 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     privileged_basis.RECIPE,  # 8 privileged basis
     absolute_value.RECIPE,  # 9 computation in superposition
     l1_hidden.RECIPE,  # 10 removing superposition
-    sae_recovery.RECIPE, sae_absorption.RECIPE,  # follow-ups: sparse autoencoders on toy models
 )}
 """Every experiment, in the paper's order (the order `reproduce` runs them in), then the follow-ups."""
+
+FOLLOW_UPS: dict[str, Recipe] = {r.name: r for r in (
+    double_descent.RECIPE,  # follow-up 1: memorisation and double descent (Henighan et al. 2023)
+    sae_recovery.RECIPE, sae_absorption.RECIPE,  # follow-up 2: sparse autoencoders (Sharkey et al. 2022)
+)}
+"""Experiments of the paper's successors: their own section of `reproduce`, after the paper's."""
+RECIPES.update(FOLLOW_UPS)
 
 
 def get_recipe(name: str) -> Recipe:
@@ -43,4 +50,4 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
-__all__ = ["RECIPES", "ClaimResult", "Recipe", "RecipeResult", "get_recipe", "run_recipe"]
+__all__ = ["FOLLOW_UPS", "RECIPES", "ClaimResult", "Recipe", "RecipeResult", "get_recipe", "run_recipe"]

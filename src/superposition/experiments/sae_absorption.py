@@ -27,7 +27,7 @@ from ..sae import DictionaryConfig, SAEConfig, SourceConfig, build_source, train
 from ..sae.evaluate import evaluate_absorption
 from .base import ClaimResult, Recipe, fmt
 
-SECTION = "Follow-ups: sparse autoencoders on toy models"
+SECTION = "Follow-up 2: sparse autoencoders on toy models (Sharkey et al. 2022)"
 DATA = DictionaryConfig(n_features=40, n_hidden=48, n_active=1.5, decay=1.0, structure="hierarchy", n_children=3,
                         child_probability=0.3, magnitude="one", orthogonal=True)
 ALPHAS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)

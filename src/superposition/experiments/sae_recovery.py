@@ -34,7 +34,7 @@ from ..sae import DictionaryConfig, SAEConfig, SourceConfig, build_source, evalu
 from ..sae import metrics as sm
 from .base import ClaimResult, Recipe, fmt
 
-SECTION = "Follow-ups: sparse autoencoders on toy models"
+SECTION = "Follow-up 2: sparse autoencoders on toy models (Sharkey et al. 2022)"
 RATIOS = (0.5, 1.0, 2.0, 4.0)
 ALPHAS = (3e-3, 1e-2, 3e-2)
 FULL_ALPHAS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
