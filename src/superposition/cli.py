@@ -19,6 +19,7 @@ import torch
 from . import __version__
 from .analysis import summarize
 from .config import MODEL_KINDS, ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+from .errors import handle_errors, parse_json
 from .run import Run, RunDirError, load_run
 from .train import train
 
@@ -27,7 +28,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line and exit 2 like every other user error."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        _fail(f"{self.prog.split()[-1]}: {message}")
+        prog = self.prog.split()
+        _fail(f"{prog[-1]}: {message}" if len(prog) > 1 else message)
 
 
 def _fail(message: str) -> None:
@@ -35,16 +37,18 @@ def _fail(message: str) -> None:
     raise SystemExit(2)
 
 
+def _interrupted() -> None:
+    print("\ninterrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except (ConfigError, RunDirError) as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        print("\ninterrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
-        return 130
-    return 0
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # no command: the usage, once, and the list of commands
+        parser.print_help(sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    return handle_errors(lambda: args.handler(args), _fail, _interrupted)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,10 +160,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def _read_text(path: Path) -> str:
+    """The text of a --config file, checked to be UTF-8 JSON (the config's fields are checked later)."""
     try:
-        return path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"--config {path}: unreadable ({exc.strerror})") from None
+        raise ConfigError(f"--config {path}: unreadable ({exc.strerror or exc})") from None
+    parse_json(data, f"--config {path}")
+    return data.decode("utf-8")
 
 
 def _override(obj, clear: tuple[str, ...] = (), **values):

@@ -26,13 +26,14 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from . import guard
 from . import run as rundir
 from .attacks import worst_perturbation
 from .config import ConfigError, RunConfig
 from .data import STREAM_EVAL, FeatureSpec, feature_spec, instances, sample
 from .models import Params, forward, gradient_fn, init_params, instance_loss, target
 from .optim import adam_update, lr_table
-from .run import Metrics, Run, RunDirError
+from .run import Metrics, Run
 
 CompileMode = bool | Literal["auto"]
 StepFn = Callable[..., None]
@@ -183,18 +184,19 @@ def train(config: RunConfig, *, device: str | torch.device = "cpu", compile: Com
     """
     started = rundir.now()
     dev = resolve_device(device)
-    out_dir = _prepare_out(config, out, overwrite)
-    state = init_state(config, dev)
-    if out_dir is not None:
-        _resume(out_dir, state)
-    with _keep_freed_memory():
-        step_fn, compiled = _build_step(config, should_compile(config, compile))
-        done = _loop(config, state, step_fn, compiled, dev, progress, out_dir, checkpoint_every)
-    prov = rundir.provenance(str(dev), done.compiled, started)
-    run = _finish(config, state, done, prov)
-    if out_dir is not None:
-        rundir.save_run(run, out_dir)
-        rundir.remove_checkpoint(out_dir)
+    guard.check_run_memory(config, dev)  # hardening hook: refuse what cannot fit, before any directory exists
+    with rundir.opened(config, out, overwrite) as out_dir:  # hardening hook: checked, locked run directory
+        state = init_state(config, dev)
+        if out_dir is not None:
+            rundir.resume(out_dir, state, config, restore_state)  # hardening hook: the checkpoint is checked first
+        with _keep_freed_memory():
+            step_fn, compiled = _build_step(config, should_compile(config, compile))
+            done = _loop(config, state, step_fn, compiled, dev, progress, out_dir, checkpoint_every)
+        prov = rundir.provenance(str(dev), done.compiled, started)
+        run = _finish(config, state, done, prov)
+        if out_dir is not None:
+            rundir.save_run(run, out_dir)
+            rundir.remove_checkpoint(out_dir)
     return run
 
 
@@ -286,6 +288,7 @@ def _loop(config: RunConfig, state: TrainState, step_fn: StepFn, compiled: bool,
             t_first = time.perf_counter()
         if s % cfg.log_every == 0 or s == cfg.steps:
             _log(state, s, s - (state.loss_steps[-1] if state.loss_steps else 0), bar)
+            guard.check_losses(config, state.loss_curve[-1], s)  # hardening hook: stop on divergence
         if snap_every and s % snap_every == 0:
             _snapshot(state, s)
         if out_dir is not None and s < cfg.steps and _due(s, checkpoint_every, last_ckpt):
@@ -366,43 +369,3 @@ def _finish(config: RunConfig, state: TrainState, done: LoopResult, prov: dict) 
 
 def _jsonable(p: float | tuple[float, ...]) -> float | list[float]:
     return list(p) if isinstance(p, tuple) else p
-
-
-def _prepare_out(config: RunConfig, out: str | os.PathLike[str] | None, overwrite: bool) -> Path | None:
-    """Make `out` ready: new, resumable (same config), or refused with the reason."""
-    if out is None:
-        return None
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise RunDirError(f"{path}: exists and is not a directory")
-    if path.is_dir():  # writes killed half-way leave temporary files; their targets were never replaced
-        for name in _RUN_FILES:
-            for leftover in path.glob(f".{name}.*.tmp"):
-                leftover.unlink(missing_ok=True)
-    if path.is_dir() and any(path.iterdir()):
-        if not (path / rundir.CONFIG).is_file():
-            raise RunDirError(f"{path}: not empty and not a superposition run directory; choose another --out")
-        if overwrite:
-            _clear_run(path)
-        elif rundir.is_complete(path):
-            raise RunDirError(f"{path}: already holds a finished run; pass --overwrite or choose another --out")
-        elif rundir.read_config(path) != config:
-            raise RunDirError(f"{path}: holds an unfinished run of a different config; "
-                              "pass --overwrite or choose another --out")
-    path.mkdir(parents=True, exist_ok=True)
-    rundir.atomic_write_bytes(path / rundir.CONFIG, (config.to_json() + "\n").encode())
-    return path
-
-
-_RUN_FILES = (rundir.CONFIG, rundir.WEIGHTS, rundir.METRICS, rundir.PROVENANCE, rundir.SNAPSHOTS, rundir.CHECKPOINT)
-
-
-def _clear_run(path: Path) -> None:
-    for name in _RUN_FILES:
-        (path / name).unlink(missing_ok=True)
-
-
-def _resume(path: Path, state: TrainState) -> None:
-    found = rundir.load_checkpoint(path)
-    if found is not None:
-        restore_state(state, *found)
