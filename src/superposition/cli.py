@@ -346,9 +346,11 @@ def format_sweep_table(index, by: str | None) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .experiments import get_recipe, run_recipe
+    from .reproduce import check_out_dir
 
     recipe = get_recipe(args.experiment)
     out = args.out or Path("runs") / (recipe.name + ("-quick" if args.quick else ""))
+    check_out_dir(out, "experiment")
     result = run_recipe(recipe, out, quick=args.quick, device=args.device, compile=_compile_mode(args.compile),
                         progress=not args.quiet, overwrite=args.overwrite)
     print(f"{recipe.name}: {recipe.summary}")
@@ -368,7 +370,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
-    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    only = None if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
+    if only == []:
+        raise ConfigError(f"--only = {args.only!r} is invalid: name at least one experiment, comma-separated")
     out = args.out or Path("runs") / ("reproduce-quick" if args.quick else "reproduce")
 
     def announce(record) -> None:
