@@ -109,7 +109,7 @@ def test_full_disk_says_what_could_not_be_written_and_leaves_nothing_half_writte
 
 @pytest.mark.parametrize("args", [
     ["--features", "1000000000"],
-    ["--hidden", "1000000"],
+    ["--hidden", "1000000", "--batch", "1024"],  # the default batch
     ["--batch", "1000000000"],
     ["--restarts", "1000000000"],
 ])
