@@ -198,7 +198,7 @@ def opened(config: RunConfig, out: str | os.PathLike[str] | None, overwrite: boo
         return
     path = Path(out)
     check_out(path)
-    created = not path.exists()
+    created = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
     path.mkdir(parents=True, exist_ok=True)
     try:
         with locked(path):
@@ -206,8 +206,7 @@ def opened(config: RunConfig, out: str | os.PathLike[str] | None, overwrite: boo
             yield path
     except DivergedError:
         clear_run(path)
-        if created:
-            _remove_empty(path)
+        _remove_empty(created)
         raise
 
 
@@ -270,11 +269,13 @@ def clear_run(path: Path) -> None:
         (path / name).unlink(missing_ok=True)
 
 
-def _remove_empty(path: Path) -> None:
-    try:
-        path.rmdir()
-    except OSError:
-        pass
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders this process created (deepest first) while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def resume(path: Path, state: Any, config: RunConfig, restore: Any) -> None:

@@ -131,7 +131,7 @@ def _sweep_lock(out: Path) -> Iterator[None]:
     process drives it; a second driver is refused at once, naming the directory. Ray tasks and
     local helpers run under the driver's lock and take only their chunks' locks."""
     check_sweep_out(out)
-    created = not out.exists()
+    created = [p for p in (out, *out.parents) if not p.exists()]  # deepest first
     out.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
@@ -147,8 +147,10 @@ def _sweep_lock(out: Path) -> Iterator[None]:
                              "or choose another --out") from None
         yield
     except (ConfigError, RunDirError):
-        if created and not any(out.iterdir()):  # a refusal leaves no empty directory behind
-            out.rmdir()
+        for folder in created:  # a refusal leaves no empty directory behind
+            if any(folder.iterdir()):
+                break
+            folder.rmdir()
         raise
     finally:
         os.close(fd)
