@@ -138,7 +138,7 @@ def _figures(path: Path, names: list[str]) -> list[Path]:
     """The PNG figures named by experiment.json: inside the recipe directory, PNG files only."""
     found = []
     for name in names:
-        target = inside(path, name, str(path / EXPERIMENT))
+        target = inside(path, name, f"{path / EXPERIMENT}: figures")
         if target.suffix.lower() != ".png":
             raise RunDirError(f"{path / EXPERIMENT}: figure {name!r} is not a .png file; refused")
         if not target.is_file():
@@ -162,8 +162,9 @@ def _load_experiment(path: Path) -> Experiment:
         return exp
     # a run may live in a sibling recipe directory (one run shared within a reproduction), never further out
     home = path.resolve().parent
-    runs = {run_name: inside(home, os.path.relpath((path / sub).resolve(), home), str(path / EXPERIMENT))
-            if not Path(sub).is_absolute() else inside(path, sub, str(path / EXPERIMENT))
+    where = f"{path / EXPERIMENT}: runs"
+    runs = {run_name: inside(home, os.path.relpath((path / sub).resolve(), home), where)
+            if not Path(sub).is_absolute() else inside(path, sub, where)
             for run_name, sub in meta.get("runs", {}).items()}
     exp.runs = {run_name: load_run(p) for run_name, p in runs.items()}
     exp.pngs = _figures(path, meta.get("figures", []))

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .. import guard
 from .. import run as rundir
+from ..atomic import remove_temporaries
 from ..backends import ChunkJob, Executor, get_executor, read_models
 from ..config import ConfigError
 from ..run import RunDirError
@@ -186,8 +187,7 @@ def _open_sweep(spec: SweepSpec, out: Path, workers: int, device: str) -> list[C
     size = spec.chunk_size or auto_chunk_size(configs[0], sum(c.train.restarts for c in configs), workers, device)
     chunks = plan(spec, size)
     out.mkdir(parents=True, exist_ok=True)
-    for tmp in partial:
-        tmp.unlink(missing_ok=True)
+    remove_temporaries(out, [SPEC_FILE])  # we hold the sweep's lock: nobody else is writing
     rundir.atomic_write_json(out / SPEC_FILE, {
         "format": FORMAT, "version": 1, "spec": spec.to_dict(), "chunk_size": size, "chunks": len(chunks),
         "models": sum(c.n_models for c in chunks), "created": rundir.now()})
