@@ -205,3 +205,28 @@ def _env():
     from .hardening import env
 
     return env()
+
+
+def test_more_probes(tmp_path, capsys):
+    refused([*TRAIN, "--p-grid", "1", "0.1", "inf", "--out", tmp_path / "a"], capsys, "--p-grid", "inf")
+    (tmp_path / "zero.json").symlink_to("/dev/zero")  # would never end if read
+    refused([*TRAIN, "--config", tmp_path / "zero.json", "--out", tmp_path / "a"], capsys, "not a regular file")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "a.txt").write_text("x")
+    refused(["reproduce", "--quick", "--only", "intro", "--out", tmp_path / "foreign", "--quiet"], capsys,
+            "not a superposition reproduction directory")
+    assert cli([*TRAIN, "--out", tmp_path / "r"], capsys)[0] == 0
+    refused(["report", tmp_path / "r", "--out", tmp_path / "r" / "config.json" / "x.html"], capsys, "is a file")
+    spec = _spec_file(tmp_path)
+    refused(["sweep", spec, "--out", tmp_path / "s", "--workers", "100000", "--quiet"], capsys,
+            "workers", "per CPU core")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "s").exists()
+
+
+def test_a_diverging_sweep_leaves_nothing_behind(tmp_path, capsys):
+    spec = json.loads(_spec_file(tmp_path).read_text())
+    spec["base"]["train"]["lr"] = 1e6
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    refused(["sweep", tmp_path / "spec.json", "--out", tmp_path / "deep" / "s", "--workers", "1", "--compile", "off",
+             "--quiet"], capsys, "diverged", "train.lr")
+    assert not (tmp_path / "deep").exists()

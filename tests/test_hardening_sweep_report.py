@@ -72,6 +72,8 @@ def test_python_axis_ranges_check_their_arguments():
         Axis.range("seed", 2.5)
     with pytest.raises(sp.ConfigError, match="memory"):
         Axis.range("seed", 10**12)
+    with pytest.raises(sp.ConfigError, match="memory"):
+        Axis.range("seed", 2**70)  # len(range) itself would overflow
 
 
 def test_sweep_on_cuda_without_cuda(tmp_path, capsys):

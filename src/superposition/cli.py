@@ -19,7 +19,7 @@ import torch
 from . import __version__
 from .analysis import summarize
 from .config import MODEL_KINDS, ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
-from .errors import handle_errors, parse_json
+from .errors import handle_errors, parse_json, read_bytes
 from .run import Run, RunDirError, load_run
 from .train import train
 
@@ -162,9 +162,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def _read_text(path: Path) -> str:
     """The text of a --config file, checked to be UTF-8 JSON (the config's fields are checked later)."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"--config {path}: unreadable ({exc.strerror or exc})") from None
+        data = read_bytes(path, what="--config")
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: unreadable (no such file)") from None
     parse_json(data, f"--config {path}")
     return data.decode("utf-8")
 
@@ -182,7 +182,7 @@ def _probabilities(args: argparse.Namespace) -> tuple[float, ...] | None:
         return tuple(args.feature_probability)
     if args.p_grid:
         high, low, num = args.p_grid
-        if num != int(num) or num < 1:
+        if not math.isfinite(num) or num != int(num) or num < 1:
             raise ConfigError(f"--p-grid NUM = {num:g} is invalid: must be an integer >= 1")
         if not (0 < low <= 1 and 0 < high <= 1):
             raise ConfigError(f"--p-grid = {high:g} {low:g} is invalid: HIGH and LOW must be in (0, 1]")

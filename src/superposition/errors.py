@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -112,23 +113,36 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not standard JSON")
 
 
-def read_json(path: str | os.PathLike[str], error: type[ValueError] = ConfigError, what: str | None = None) -> Any:
-    """The JSON in `path`, or `error` naming the file; FileNotFoundError passes through so that
+def read_bytes(path: str | os.PathLike[str], error: type[ValueError] = ConfigError, what: str | None = None,
+               limit: int = MAX_JSON_BYTES) -> bytes:
+    """The bytes of the regular file `path` (not a directory, device or FIFO: /dev/zero would never
+    end), at most `limit` of them, or `error` naming it; FileNotFoundError passes through so that
     callers can say what is missing."""
     path = Path(path)
     where = f"{what} {path}" if what else str(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_JSON_BYTES:
-            raise error(f"{where}: {size} bytes, too large to be a superposition file")
-        data = path.read_bytes()
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise error(f"{where}: is a directory, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise error(f"{where}: not a regular file")
+        if info.st_size > limit:
+            raise error(f"{where}: {info.st_size} bytes, too large to be a superposition file")
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
     except FileNotFoundError:
         raise
-    except IsADirectoryError:
-        raise error(f"{where}: is a directory, not a file") from None
     except OSError as exc:
         raise error(f"{where}: unreadable ({exc.strerror or exc})") from None
-    return parse_json(data, where, error)
+    if len(data) > limit:  # it grew after the check
+        raise error(f"{where}: too large to be a superposition file")
+    return data
+
+
+def read_json(path: str | os.PathLike[str], error: type[ValueError] = ConfigError, what: str | None = None) -> Any:
+    """The JSON in `path`, or `error` naming the file (see `read_bytes`)."""
+    where = f"{what} {path}" if what else str(path)
+    return parse_json(read_bytes(path, error, what), where, error)
 
 
 def expect(value: Any, kind: type | tuple[type, ...], where: str, error: type[ValueError] = ConfigError) -> Any:

@@ -42,9 +42,18 @@ def model_bytes(config: RunConfig) -> int:
     return 4 * (16 * t.batch_size * (m.n_features + m.n_hidden) + 4 * params + snapshots)
 
 
+PY_FLOAT_BYTES = 40
+"""A float kept in a Python list: the object and its slot (the learning-rate table is built as
+one, the loss curve is kept as lists)."""
+
+
 def run_bytes(config: RunConfig) -> int:
-    """Rough memory of training every instance of `config` at once."""
-    return config.n_instances * model_bytes(config)
+    """Rough memory of training every instance of `config` at once: the instances, the learning
+    rate of every step, and the loss curve (one value per instance and log point)."""
+    t = config.train
+    log_points = t.steps // t.log_every + 1
+    return (config.n_instances * model_bytes(config) + PY_FLOAT_BYTES * t.steps
+            + 2 * PY_FLOAT_BYTES * log_points * config.n_instances)
 
 
 def available_memory(device: str | torch.device = "cpu") -> int:
@@ -78,10 +87,15 @@ def check_run_memory(config: RunConfig, device: str | torch.device = "cpu") -> N
     need, free = run_bytes(config), available_memory(device)
     if need > free:
         m, t = config.model, config.train
+        models = config.n_instances * model_bytes(config)
+        parts = [f"{human_bytes(models)} for {config.n_instances} instances of {m.n_features} features × "
+                 f"{m.n_hidden} hidden at batch {t.batch_size}" + (" with snapshots" if t.snapshot_every else "")]
+        if need - models > models:
+            parts.append(f"{human_bytes(need - models)} for the learning rates and loss curve of {t.steps} steps")
         raise MemoryEstimateError(
-            f"the run needs about {human_bytes(need)} of memory ({config.n_instances} instances of "
-            f"{m.n_features} features × {m.n_hidden} hidden, batch {t.batch_size}), more than the "
-            f"{human_bytes(free)} free on {torch.device(device).type}; use fewer or smaller models or a smaller batch")
+            f"the run needs about {human_bytes(need)} of memory ({'; '.join(parts)}), more than the "
+            f"{human_bytes(free)} free on {torch.device(device).type}; use fewer or smaller models, a smaller batch "
+            "or fewer steps")
 
 
 def check_sweep_points(n_points: int, where: str = "the sweep") -> None:

@@ -56,6 +56,9 @@ def build_report(path: str | os.PathLike[str], out: str | os.PathLike[str] | Non
     target = Path(out) if out is not None else root / REPORT
     if target.is_dir():
         raise RunDirError(f"{target}: is a directory; give the report a file name, such as {target / REPORT}")
+    blocking = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise RunDirError(f"{blocking}: is a file, so {target} cannot be written")
     text = render_report(root)
     target.parent.mkdir(parents=True, exist_ok=True)
     rundir.atomic_write_bytes(target, text.encode())

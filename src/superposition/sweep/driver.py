@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -93,7 +94,6 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, executor: str | E
         finally:
             getattr(exe, "shutdown", lambda: None)()
     t0, exe, out_dir = time.perf_counter(), executor, Path(out)
-    guard.check_run_memory(point_config(spec.base, next(spec.points())), device)  # before anything is written
     with _sweep_lock(out_dir):
         return _drive(spec, out_dir, exe, device, compile, progress, on_progress, t0)
 
@@ -148,10 +148,12 @@ def _sweep_lock(out: Path) -> Iterator[None]:
                              "or choose another --out") from None
         yield
     except (ConfigError, RunDirError):
-        for folder in created:  # a refusal leaves no empty directory behind
-            if any(folder.iterdir()):
-                break
-            folder.rmdir()
+        if created and not any((out / CHUNKS_DIR).glob("*/models.json")):
+            shutil.rmtree(out)  # made by this call and nothing finished in it: the corrected command starts afresh
+            for folder in created[1:]:
+                if any(folder.iterdir()):
+                    break
+                folder.rmdir()
         raise
     finally:
         os.close(fd)
@@ -184,6 +186,7 @@ def _open_sweep(spec: SweepSpec, out: Path, workers: int, device: str) -> list[C
         raise SweepError(f"{out}: not empty and not a sweep directory; choose another --out")
 
     configs = [point_config(spec.base, v) for v in spec.points()]
+    guard.check_run_memory(max(configs, key=guard.run_bytes), device)  # the largest model must fit, before writing
     size = spec.chunk_size or auto_chunk_size(configs[0], sum(c.train.restarts for c in configs), workers, device)
     chunks = plan(spec, size)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import torch
 
 from .. import guard
 from ..config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig, _freeze
-from ..errors import read_json
+from ..errors import read_bytes, read_json
 
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 FIELDS: dict[str, str] = {f.name: s for s, cls in _SECTIONS.items() for f in dataclasses.fields(cls)}
@@ -95,9 +95,9 @@ class Axis:
         if not all(isinstance(a, int) and not isinstance(a, bool) for a in args) or step == 0:
             raise ConfigError(f"axis {field}: range = {list(args)!r} is invalid: must be integers [stop] or "
                               "[start, stop] or [start, stop, step] with step != 0")
-        values = range(*args)
-        guard.check_sweep_points(len(values), f"axis {field}")
-        return cls(field, tuple(values))
+        first, last, by = (0, args[0], 1) if len(args) == 1 else args
+        guard.check_sweep_points(max(0, -(-(last - first) // by)), f"axis {field}")  # len() overflows past 2**63
+        return cls(field, tuple(range(*args)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"field": self.field, "values": _jsonable(self.values)}
@@ -213,10 +213,9 @@ class SweepSpec:
             except ConfigError as exc:
                 raise ConfigError(_prefixed(str(exc), where)) from None
         try:
-            data = path.read_bytes()
-            text = data.decode("utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{where}: unreadable ({exc.strerror or exc})") from None
+            text = read_bytes(path, what="sweep spec").decode("utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{where}: unreadable (no such file)") from None
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{where}: unreadable, not UTF-8 text (byte {exc.start})") from None
         try:
