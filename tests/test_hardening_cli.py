@@ -230,3 +230,25 @@ def test_a_diverging_sweep_leaves_nothing_behind(tmp_path, capsys):
     refused(["sweep", tmp_path / "spec.json", "--out", tmp_path / "deep" / "s", "--workers", "1", "--compile", "off",
              "--quiet"], capsys, "diverged", "train.lr")
     assert not (tmp_path / "deep").exists()
+
+
+def test_handle_errors_maps_user_and_machine_errors_to_one_line():
+    from superposition.errors import handle_errors
+
+    said = []
+
+    def run(exc):
+        def call():
+            raise exc
+        return handle_errors(call, said.append, lambda: said.append("interrupted"))
+
+    assert run(MemoryError()) == 2 and "out of memory" in said[-1]
+    assert run(RuntimeError("[enforce fail] DefaultCPUAllocator: can't allocate memory: you tried 9 TB")) == 2
+    assert "out of memory" in said[-1]
+    assert run(PermissionError(13, "Permission denied", "/x/y")) == 2 and said[-1] == "/x/y: Permission denied"
+    assert run(sp.ConfigError("a\nb")) == 2 and said[-1] == "a b"
+    assert run(KeyboardInterrupt()) == 130 and said[-1] == "interrupted"
+    with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
+        run(ZeroDivisionError("bug"))
+    with pytest.raises(RuntimeError):
+        run(RuntimeError("an internal error"))

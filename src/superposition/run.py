@@ -19,6 +19,7 @@ step, tensors and logs before training resumes from it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -141,10 +142,18 @@ def atomic_save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[s
     atomic_write_bytes(path, tensor_file_bytes(tensors, metadata))
 
 
+def config_bytes(config: RunConfig) -> bytes:
+    """config.json's content."""
+    return (config.to_json() + "\n").encode()
+
+
 def weights_metadata(run: Run) -> dict[str, str]:
-    """What the weights file says about itself; `load_run` checks it against config.json."""
+    """What the weights file says about itself; `load_run` checks it against config.json: the
+    model kind, the tensor shapes, and the SHA-256 of the config.json written beside it (so a
+    config.json edited after training is noticed)."""
     shapes = {k: list(v.shape) for k, v in sorted(run.params.items())}
-    return {"format": WEIGHTS_FORMAT, "kind": run.config.model.kind, "shapes": json.dumps(shapes)}
+    return {"format": WEIGHTS_FORMAT, "kind": run.config.model.kind, "shapes": json.dumps(shapes),
+            "config_sha256": hashlib.sha256(config_bytes(run.config)).hexdigest()}
 
 
 def save_run(run: Run, path: str | os.PathLike[str]) -> Path:
@@ -157,7 +166,7 @@ def save_run(run: Run, path: str | os.PathLike[str]) -> Path:
     check_finite(run.params, f"training diverged ({out} not saved): the trained weights")
     out.mkdir(parents=True, exist_ok=True)
     (out / METRICS).unlink(missing_ok=True)  # incomplete until the end
-    atomic_write_bytes(out / CONFIG, (run.config.to_json() + "\n").encode())
+    atomic_write_bytes(out / CONFIG, config_bytes(run.config))
     atomic_save_tensors(out / WEIGHTS, run.params, weights_metadata(run))
     if run.snapshots is not None:
         atomic_save_tensors(out / SNAPSHOTS, run.snapshots)
@@ -168,13 +177,24 @@ def save_run(run: Run, path: str | os.PathLike[str]) -> Path:
 
 
 def _json_metrics(metrics: Metrics) -> dict[str, Any]:
+    """metrics.json's content: the saved instances' losses must be finite; any other non-finite
+    number (a dropped restart's loss) becomes null."""
     raw = asdict(metrics)
     bad = [k for k, v in enumerate(raw["final_loss"]) if not _finite(v)]
     if bad or any(not _finite(v) for row in raw["loss_curve"] for v in row):
-        raise DivergedError(f"training diverged: the final loss of saved instance(s) {bad or '?'} is not finite; "
-                               "nothing was saved; lower train.lr")
-    raw["restart_losses"] = [[v if _finite(v) else None for v in row] for row in raw["restart_losses"]]
-    return raw
+        raise DivergedError(f"training diverged: the loss of saved instance(s) {bad or '?'} is not finite; "
+                            "nothing was saved; lower train.lr")
+    return _nulls(raw)
+
+
+def _nulls(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nulls(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nulls(v) for v in value]
+    return value
 
 
 def _finite(value: Any) -> bool:
@@ -256,7 +276,7 @@ def prepare_out(config: RunConfig, path: Path, overwrite: bool) -> None:
         elif _has_progress(path) and read_config(path) != config:
             raise RunDirError(f"{path}: holds an unfinished run of a different config; "
                               "pass --overwrite or choose another --out")
-    atomic_write_bytes(path / CONFIG, (config.to_json() + "\n").encode())
+    atomic_write_bytes(path / CONFIG, config_bytes(config))
 
 
 def _has_progress(path: Path) -> bool:
@@ -330,6 +350,7 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         raise RunDirError(f"{out / METRICS}: unexpected content ({exc})") from None
     params, meta = _load_tensors(out / WEIGHTS)
     runcheck.check_weights(params, meta, config, len(metrics.final_loss), out / WEIGHTS)
+    runcheck.check_config_digest(meta, out / CONFIG, out / WEIGHTS)
     snapshots = None
     if (out / SNAPSHOTS).is_file():
         snapshots = _load_tensors(out / SNAPSHOTS)[0]

@@ -12,6 +12,7 @@ trusted. Each check raises `RunDirError` naming the file and the field that disa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 from torch import Tensor
 
 from .config import RunConfig
+from .errors import MAX_JSON_BYTES
 from .models import param_shapes
 from .run import WEIGHTS_FORMAT, RunDirError
 
@@ -128,6 +130,19 @@ def check_weights(params: dict[str, Tensor], meta: dict[str, str], config: RunCo
     _check_tensors(params, {k: (s, torch.float32) for k, s in expected.items()}, path, "the weights")
 
 
+def check_config_digest(meta: dict[str, str], config_path: Path, weights_path: Path) -> None:
+    """config.json must be the file that was saved with the weights (files from before the digest
+    was recorded have none and are not checked)."""
+    recorded = meta.get("config_sha256")
+    if recorded is None:
+        return
+    with open(config_path, "rb") as handle:
+        actual = hashlib.sha256(handle.read(MAX_JSON_BYTES)).hexdigest()
+    if actual != recorded:
+        _fail(config_path, f"was changed after the weights were saved (its SHA-256 differs from the one "
+                           f"{weights_path.name} records); restore it or train again")
+
+
 def check_snapshots(snapshots: dict[str, Tensor], params: dict[str, Tensor], config: RunConfig, path: Path) -> None:
     steps = snapshots.get("steps")
     if steps is None or steps.dim() != 1:
@@ -189,4 +204,5 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-__all__ = ["check_checkpoint", "check_metrics", "check_snapshots", "check_weights", "saved_instances"]
+__all__ = ["check_checkpoint", "check_config_digest", "check_metrics", "check_snapshots", "check_weights",
+           "saved_instances"]
