@@ -252,3 +252,19 @@ def test_handle_errors_maps_user_and_machine_errors_to_one_line():
         run(ZeroDivisionError("bug"))
     with pytest.raises(RuntimeError):
         run(RuntimeError("an internal error"))
+
+
+@pytest.mark.skipif(not can_mount(), reason="needs root on Linux to mount a filesystem")
+def test_full_disk_for_report_and_sweep(tmp_path, capsys):
+    assert cli([*TRAIN, "--out", tmp_path / "r"], capsys)[0] == 0
+    with tmpfs(tmp_path / "full", "size=64k") as full:
+        refused(["report", tmp_path / "r", "--out", full / "report.html"], capsys, str(full / "report.html"),
+                "No space left on device")
+        assert not list(full.iterdir())
+        spec = json.loads(_spec_file(tmp_path).read_text())
+        spec["base"]["model"] = {"n_features": 100, "n_hidden": 20}
+        spec["base"]["train"]["snapshot_every"] = 1
+        (tmp_path / "big.json").write_text(json.dumps(spec))
+        refused(["sweep", tmp_path / "big.json", "--out", full / "s", "--workers", "1", "--compile", "off", "--quiet"],
+                capsys, "No space left on device")
+        assert not list(full.rglob("*.tmp"))
