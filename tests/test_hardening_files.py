@@ -281,3 +281,15 @@ def test_tensor_files_have_sorted_metadata():
     from safetensors.torch import load
 
     assert torch.equal(load(data)["W"], torch.ones(2, 3))
+
+
+def test_optional_per_instance_metrics_are_checked_when_present(copy):
+    from superposition.runcheck import check_metrics
+
+    raw = json.loads((copy / "metrics.json").read_text())
+    config = sp.load_run(copy).config
+    check_metrics({**raw, "test_loss": [0.1, None]}, config, copy / "metrics.json")
+    with pytest.raises(sp.RunDirError, match="test_loss"):
+        check_metrics({**raw, "test_loss": [0.1]}, config, copy / "metrics.json")
+    with pytest.raises(sp.RunDirError, match="final_loss_se"):
+        check_metrics({**raw, "final_loss_se": ["x", 1]}, config, copy / "metrics.json")

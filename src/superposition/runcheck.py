@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 from .errors import MAX_JSON_BYTES
 from .models import param_shapes
 from .run import WEIGHTS_FORMAT, RunDirError
@@ -61,6 +61,10 @@ def _list(raw: dict, key: str, n: int | None, path: Path) -> list:
     return value
 
 
+OPTIONAL_LISTS = ("test_loss", "final_loss_se")
+"""Optional per-instance lists of metrics.json (newer runs)."""
+
+
 def check_metrics(raw: Any, config: RunConfig, path: Path) -> None:
     if not isinstance(raw, dict):
         _fail(path, f"must be a JSON object, got {type(raw).__name__}")
@@ -86,6 +90,9 @@ def check_metrics(raw: Any, config: RunConfig, path: Path) -> None:
     if not all(isinstance(r, list) and len(r) == restarts and all(v is None or _is_number(v) for v in r)
                for r in rows):
         _fail(path, f"restart_losses must hold {config.data.n_configs} lists of {restarts} numbers (null: diverged)")
+    for key in OPTIONAL_LISTS:  # per saved instance when present (null: not measured or not finite)
+        if raw.get(key) is not None and not all(v is None or _is_number(v) for v in _list(raw, key, n, path)):
+            _fail(path, f"{key} must be numbers or null, one per saved instance")
     for key in ("train_seconds", "steps_per_second"):
         if key in raw and not _is_number(raw[key]):
             _fail(path, f"{key} must be a number")
@@ -119,7 +126,10 @@ def check_weights(params: dict[str, Tensor], meta: dict[str, str], config: RunCo
         _fail(path, f"not superposition weights (metadata format = {meta.get('format')!r})")
     if meta.get("kind") != config.model.kind:
         _fail(path, f"holds {meta.get('kind')!r} weights, but config.json says model.kind = {config.model.kind!r}")
-    expected = param_shapes(config.model, n_inst)
+    try:
+        expected = param_shapes(config.model, n_inst)
+    except ConfigError as exc:  # e.g. a custom model that cannot be imported or built here
+        _fail(path, f"cannot rebuild the run's model: {exc}")
     if "shapes" in meta:
         try:
             shapes = {k: tuple(v) for k, v in json.loads(meta["shapes"]).items()}
