@@ -19,6 +19,7 @@ import torch
 from . import __version__
 from .analysis import summarize
 from .config import ConfigError, RunConfig
+from .errors import handle_errors, parse_json, read_bytes
 from .options import add_config_options, config_from_options
 from .run import Run, RunDirError, load_run
 from .train import train
@@ -28,7 +29,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line and exit 2 like every other user error."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        _fail(f"{self.prog.split()[-1]}: {message}")
+        prog = self.prog.split()
+        _fail(f"{prog[-1]}: {message}" if len(prog) > 1 else message)
 
 
 def _fail(message: str) -> None:
@@ -36,16 +38,18 @@ def _fail(message: str) -> None:
     raise SystemExit(2)
 
 
+def _interrupted() -> None:
+    print("\ninterrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except (ConfigError, RunDirError) as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        print("\ninterrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
-        return 130
-    return 0
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # no command: the usage, once, and the list of commands
+        parser.print_help(sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    return handle_errors(lambda: args.handler(args), _fail, _interrupted)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,18 +124,24 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def _read_text(path: Path) -> str:
+    """The text of a --config file, checked to be UTF-8 JSON (the config's fields are checked later)."""
     try:
-        return path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"--config {path}: unreadable ({exc.strerror})") from None
+        data = read_bytes(path, what="--config")
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: unreadable (no such file)") from None
+    parse_json(data, f"--config {path}")
+    return data.decode("utf-8")
+
+
+MAX_GRID = 100_000  # configurations from --p-grid: a larger grid belongs in a sweep
 
 
 def _p_grid(args: argparse.Namespace) -> tuple[float, ...] | None:
     if not args.p_grid:
         return None
     high, low, num = args.p_grid
-    if num != int(num) or num < 1:
-        raise ConfigError(f"--p-grid NUM = {num:g} is invalid: must be an integer >= 1")
+    if not math.isfinite(num) or num != int(num) or not 1 <= num <= MAX_GRID:
+        raise ConfigError(f"--p-grid NUM = {num:g} is invalid: must be an integer in [1, {MAX_GRID}]")
     if not (0 < low <= 1 and 0 < high <= 1):
         raise ConfigError(f"--p-grid = {high:g} {low:g} is invalid: HIGH and LOW must be in (0, 1]")
     grid = torch.logspace(math.log10(high), math.log10(low), int(num), dtype=torch.float64)
@@ -304,9 +314,11 @@ def format_sweep_table(index, by: str | None) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .experiments import get_recipe, run_recipe
+    from .reproduce import check_out_dir
 
     recipe = get_recipe(args.experiment)
     out = args.out or Path("runs") / (recipe.name + ("-quick" if args.quick else ""))
+    check_out_dir(out, "experiment")
     result = run_recipe(recipe, out, quick=args.quick, device=args.device, compile=_compile_mode(args.compile),
                         progress=not args.quiet, overwrite=args.overwrite)
     print(f"{recipe.name}: {recipe.summary}")
@@ -326,7 +338,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
-    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    only = None if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
+    if only == []:
+        raise ConfigError(f"--only = {args.only!r} is invalid: name at least one experiment, comma-separated")
     out = args.out or Path("runs") / ("reproduce-quick" if args.quick else "reproduce")
 
     def announce(record) -> None:

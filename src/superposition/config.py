@@ -60,17 +60,31 @@ def _fail(field_name: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"{field_name} = {value!r} is invalid: {allowed}")
 
 
+INT_LIMIT = 1 << 63
+"""Every integer field is below 2**63: seeds and sizes are int64 inside torch, and a larger seed
+would silently wrap onto a smaller one (2**64 would equal 0)."""
+
+
 def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        _fail(name, value, f"must be an integer >= {low}")
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < INT_LIMIT:
+        _fail(name, value, f"must be an integer >= {low} and < 2**63")
 
 
 def _check_real(name: str, value: Any, low: float, high: float, low_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
     ok = ok and (value > low if low_open else value >= low) and value <= high
     if not ok:
+        if math.isinf(high):
+            _fail(name, value, f"must be a finite number {'>' if low_open else '>='} {low:g}")
         bracket = "(" if low_open else "["
         _fail(name, value, f"must be a number in {bracket}{low:g}, {high:g}]")
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

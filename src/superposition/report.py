@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -24,10 +23,11 @@ from typing import Any
 
 from . import __version__
 from . import run as rundir
+from .errors import read_json
 from .experiments import RECIPES
-from .experiments.base import EXPERIMENT, read_experiment
-from .reproduce import ERROR_FILE, ScoreRow, error_row, read_scorecard
+from .experiments.base import EXPERIMENT
 from .run import Run, RunDirError, load_run
+from .scorecard import ERROR_FILE, ScoreRow, error_row, read_scorecard
 
 REPORT = "report.html"
 
@@ -54,6 +54,11 @@ def build_report(path: str | os.PathLike[str], out: str | os.PathLike[str] | Non
     if not root.is_dir():
         raise RunDirError(f"{root}: not a directory")
     target = Path(out) if out is not None else root / REPORT
+    if target.is_dir():
+        raise RunDirError(f"{target}: is a directory; give the report a file name, such as {target / REPORT}")
+    blocking = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise RunDirError(f"{blocking}: is a file, so {target} cannot be written")
     text = render_report(root)
     target.parent.mkdir(parents=True, exist_ok=True)
     rundir.atomic_write_bytes(target, text.encode())
@@ -92,18 +97,80 @@ def _section_key(section: str) -> tuple[float, ...]:
     return (float(match.group(1)), float(match.group(2) or 0)) if match else (1e9, 0.0)
 
 
+_META_TYPES: dict[str, type | tuple[type, ...]] = {
+    "experiment": str, "section": str, "summary": str, "quick": bool, "runs": dict, "reused": list, "figures": list,
+    "started": str, "finished": str, "seconds": (int, float)}
+
+
+def read_meta(path: Path) -> dict[str, Any] | None:
+    """The experiment.json of `path`, every field checked; None when there is none (or it is not
+    valid JSON: the experiment did not finish writing it)."""
+    file = path / EXPERIMENT
+    try:
+        meta = read_json(file, RunDirError)
+    except (FileNotFoundError, RunDirError):
+        return None
+    if not isinstance(meta, dict):
+        raise RunDirError(f"{file}: must be a JSON object, got {type(meta).__name__}")
+    for key, kind in _META_TYPES.items():
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)):
+            raise RunDirError(f"{file}: {key} has the wrong type ({type(value).__name__})")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.get("runs", {}).items()):
+        raise RunDirError(f"{file}: runs must map run names to relative paths")
+    if not all(isinstance(f, str) for f in meta.get("figures", [])):
+        raise RunDirError(f"{file}: figures must be a list of file names")
+    return meta
+
+
+def inside(base: Path, relative: str, where: str) -> Path:
+    """`base / relative` when it stays inside `base` once resolved (no absolute path, no ``..`` out,
+    no symlink out); otherwise a RunDirError naming `where`."""
+    if not relative or Path(relative).is_absolute():
+        raise RunDirError(f"{where}: {relative!r} must be a path relative to {base}")
+    target = (base / relative).resolve()
+    if not target.is_relative_to(base.resolve()):
+        raise RunDirError(f"{where}: {relative!r} points outside {base}; refused")
+    return target
+
+
+_PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _figures(path: Path, names: list[str]) -> list[Path]:
+    """The PNG figures named by experiment.json: inside the recipe directory, PNG files only."""
+    found = []
+    for name in names:
+        target = inside(path, name, f"{path / EXPERIMENT}: figures")
+        if target.suffix.lower() != ".png":
+            raise RunDirError(f"{path / EXPERIMENT}: figure {name!r} is not a .png file; refused")
+        if not target.is_file():
+            continue
+        with open(target, "rb") as handle:
+            if handle.read(8) != _PNG:
+                raise RunDirError(f"{target}: not a PNG image; refused")
+        found.append(target)
+    return found
+
+
 def _load_experiment(path: Path) -> Experiment:
-    meta = read_experiment(path) or {}
+    meta = read_meta(path) or {}
     name = meta.get("experiment", path.name)
     recipe = RECIPES.get(name)
     section = meta.get("section") or (recipe.section if recipe else "Runs")
     summary = meta.get("summary") or (recipe.summary if recipe else "")
     exp = Experiment(name, section, summary, path, meta=meta)
     if not meta:
-        exp.error = (path / ERROR_FILE).read_text() if (path / ERROR_FILE).exists() else "did not finish"
+        exp.error = _read_error(path)
         return exp
-    exp.runs = {run_name: load_run(path / sub) for run_name, sub in meta.get("runs", {}).items()}
-    exp.pngs = [path / f for f in meta.get("figures", []) if (path / f).exists()]
+    # a run may live in a sibling recipe directory (one run shared within a reproduction), never further out
+    home = path.resolve().parent
+    where = f"{path / EXPERIMENT}: runs"
+    runs = {run_name: inside(home, os.path.relpath((path / sub).resolve(), home), where)
+            if not Path(sub).is_absolute() else inside(path, sub, where)
+            for run_name, sub in meta.get("runs", {}).items()}
+    exp.runs = {run_name: load_run(p) for run_name, p in runs.items()}
+    exp.pngs = _figures(path, meta.get("figures", []))
     exp.rows = _claim_rows(path, name)
     if recipe is not None and recipe.interactive is not None:
         exp.interactive = recipe.interactive(exp.runs)
@@ -111,20 +178,41 @@ def _load_experiment(path: Path) -> Experiment:
     return exp
 
 
+def _read_error(path: Path) -> str:
+    file = path / ERROR_FILE
+    if not file.is_file() or file.is_symlink():
+        return "did not finish"
+    with open(file, "rb") as handle:
+        return handle.read(20_000).decode("utf-8", errors="replace")
+
+
 def _claim_rows(path: Path, name: str) -> list[ScoreRow]:
+    file = path / "claims.json"
     try:
-        raw = json.loads((path / "claims.json").read_text())
-    except (OSError, ValueError):
+        raw = read_json(file, RunDirError)
+    except FileNotFoundError:
         return []
-    return [ScoreRow(name, c["section"], c["claim"], c["expected"], c["measured"],
-                     "held" if c["held"] else "not held") for c in raw]
+    if not isinstance(raw, list):
+        raise RunDirError(f"{file}: must be a list of claims, got {type(raw).__name__}")
+    rows = []
+    for i, c in enumerate(raw):
+        texts = ("section", "claim", "expected", "measured")
+        ok = isinstance(c, dict) and all(isinstance(c.get(k), str) for k in texts) and isinstance(c.get("held"), bool)
+        if not ok:
+            raise RunDirError(f"{file}: claim [{i}] must be {{section, claim, expected, measured (strings), "
+                              "held (true/false)}")
+        rows.append(ScoreRow(name, c["section"], c["claim"], c["expected"], c["measured"],
+                             "held" if c["held"] else "not held"))
+    return rows
 
 
 def _find_runs(root: Path) -> dict[str, Path]:
     if rundir.is_complete(root):
         return {root.name: root}
     candidates = sorted({p.parent for p in [*root.glob("*/metrics.json"), *root.glob("*/*/metrics.json")]})
-    return {str(p.relative_to(root)): p for p in candidates if rundir.is_complete(p)}
+    resolved = root.resolve()
+    return {str(p.relative_to(root)): p for p in candidates
+            if rundir.is_complete(p) and p.resolve().is_relative_to(resolved)}  # no symlink out of root
 
 
 def _plain_runs(root: Path, paths: dict[str, Path]) -> Experiment:

@@ -17,91 +17,53 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
 from . import run as rundir
 from .config import ConfigError
-from .experiments import FOLLOW_UPS, RECIPES, get_recipe, run_recipe
+from .experiments import RECIPES, get_recipe, run_recipe
+from .experiments.base import EXPERIMENT
+from .run import RunDirError
+from .scorecard import (
+    ERROR_FILE,
+    SCORECARD_JSON,
+    SCORECARD_MD,
+    ExperimentRecord,
+    Scorecard,
+    ScoreRow,
+    error_row,
+    read_scorecard,
+    write_scorecard,
+)
 from .train import CompileMode
 
-Status = Literal["held", "not held", "error"]
-SCORECARD_JSON, SCORECARD_MD, ERROR_FILE = "scorecard.json", "scorecard.md", "error.txt"
+__all__ = ["ERROR_FILE", "SCORECARD_JSON", "SCORECARD_MD", "ExperimentRecord", "ScoreRow", "Scorecard",
+           "check_out_dir", "error_row", "read_scorecard", "reproduce", "select_recipes", "write_scorecard"]
 
 
-@dataclass(frozen=True)
-class ScoreRow:
-    """One paper claim and what was measured (or the error that prevented measuring it)."""
-
-    experiment: str
-    section: str
-    claim: str
-    expected: str
-    measured: str
-    status: Status
-
-    @property
-    def held(self) -> bool:
-        return self.status == "held"
-
-
-@dataclass
-class ExperimentRecord:
-    name: str
-    section: str
-    status: Literal["done", "error"]
-    seconds: float
-    error: str | None = None
+def check_out_dir(path: str | os.PathLike[str], kind: str = "experiment") -> None:
+    """Refuse to write an experiment (or a reproduction) into a file or into a non-empty directory
+    that is not one: only an empty directory, or one this package wrote, is used."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"{path}: exists and is not a directory")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise RunDirError(f"{parent}: is a file, so {path} cannot be created")
+    if not path.is_dir() or not any(path.iterdir()):
+        return
+    ours = _is_recipe_dir(path) if kind == "experiment" else (
+        (path / SCORECARD_JSON).exists() or any(_is_recipe_dir(d) for d in path.iterdir() if d.is_dir()))
+    if not ours:
+        raise RunDirError(f"{path}: not empty and not a superposition {kind} directory; choose another --out")
 
 
-@dataclass
-class Scorecard:
-    quick: bool
-    rows: list[ScoreRow] = field(default_factory=list)
-    experiments: list[ExperimentRecord] = field(default_factory=list)
-
-    @property
-    def n_held(self) -> int:
-        return sum(r.held for r in self.rows)
-
-    @property
-    def n_claims(self) -> int:
-        return sum(r.status != "error" for r in self.rows)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"quick": self.quick, "held": self.n_held, "claims": self.n_claims,
-                "errors": [e.name for e in self.experiments if e.status == "error"],
-                "experiments": [asdict(e) for e in self.experiments], "rows": [asdict(r) for r in self.rows]}
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Scorecard:
-        return cls(raw["quick"], [ScoreRow(**r) for r in raw["rows"]],
-                   [ExperimentRecord(**e) for e in raw["experiments"]])
-
-    def to_markdown(self) -> str:
-        size = "quick" if self.quick else "paper-size"
-        header = ["| section | experiment | claim | expected | measured | result |", "|---|---|---|---|---|---|"]
-        lines = [f"# Scorecard ({size} runs): {self.n_held}/{self.n_claims} claims held", "", *header]
-        follow_ups = False
-        for r in self.rows:
-            if r.experiment in FOLLOW_UPS and not follow_ups:  # the paper's successors: their own table
-                follow_ups = True
-                lines += ["", "## Follow-ups", "", *header]
-            cells = [r.section, r.experiment, r.claim, r.expected, r.measured, _mark(r.status)]
-            lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
-        return "\n".join(lines) + "\n"
-
-
-def _mark(status: Status) -> str:
-    return {"held": "✅ held", "not held": "❌ not held", "error": "⚠️ error"}[status]
-
-
-def error_row(experiment: str, section: str, message: str) -> ScoreRow:
-    """The scorecard row of an experiment that failed before its claims could be checked."""
-    return ScoreRow(experiment, section, f"experiment {experiment} runs to the end", "no error", message, "error")
+def _is_recipe_dir(path: Path) -> bool:
+    marks = (EXPERIMENT, "claims.json", ERROR_FILE)
+    return any((path / m).exists() for m in marks) or any(
+        (d / rundir.CONFIG).is_file() for d in path.iterdir() if d.is_dir())
 
 
 def select_recipes(only: Sequence[str] | None) -> list[str]:
@@ -121,8 +83,9 @@ def reproduce(out: str | os.PathLike[str], *, quick: bool = False, only: Sequenc
     `on_experiment` is called after each experiment (the CLI prints a line there).
     """
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     names = select_recipes(only)
+    check_out_dir(out_dir, "reproduction")
+    out_dir.mkdir(parents=True, exist_ok=True)
     card = Scorecard(quick)
     shared: dict[str, Path] = {}  # recipes that need the same config (e.g. basic, loss-decomposition) share it
     bar = tqdm(names, desc="experiments", unit="exp", disable=not progress, dynamic_ncols=True)
@@ -161,17 +124,3 @@ def _run_one(name: str, path: Path, quick: bool, device: str, compile: CompileMo
     rows = [ScoreRow(name, c.section, c.claim, c.expected, c.measured, "held" if c.held else "not held")
             for c in result.claims]
     return ExperimentRecord(name, recipe.section, "done", round(time.perf_counter() - t0, 2)), rows
-
-
-def write_scorecard(card: Scorecard, out_dir: Path) -> None:
-    rundir.atomic_write_json(out_dir / SCORECARD_JSON, card.to_dict())
-    rundir.atomic_write_bytes(out_dir / SCORECARD_MD, card.to_markdown().encode())
-
-
-def read_scorecard(path: str | os.PathLike[str]) -> Scorecard | None:
-    import json
-
-    try:
-        return Scorecard.from_dict(json.loads((Path(path) / SCORECARD_JSON).read_text()))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from . import guard
 from . import run as rundir
 from .analysis.phase import best_restarts
 from .attacks import worst_perturbation
@@ -38,7 +39,7 @@ from .models import FROZEN, LossAndGrads, Params, composed, forward, gradient_fn
 from .models.fused import UNROLL_MAX_HIDDEN
 from .optim import TorchOptimizer, lr_table, update
 from .registry import LOSSES
-from .run import Metrics, Run, RunDirError
+from .run import Metrics, Run
 
 CompileMode = bool | Literal["auto"]
 StepFn = Callable[..., None]
@@ -326,19 +327,20 @@ def train(config: RunConfig, *, device: str | torch.device = "cpu", compile: Com
     """
     started = rundir.now()
     dev = resolve_device(device)
+    guard.check_run_memory(config, dev)  # refuse what cannot fit, before any directory exists
     state = init_state(config, dev)
     check_objective(config, state.params)
-    out_dir = _prepare_out(config, out, overwrite)
-    if out_dir is not None:
-        _resume(out_dir, state)
-    with _keep_freed_memory():
-        step_fn, compiled = _build_step(config, should_compile(config, compile), state.optimizer)
-        done = _loop(config, state, step_fn, compiled, dev, progress, out_dir, checkpoint_every)
-    prov = rundir.provenance(str(dev), done.compiled, started)
-    run = _finish(config, state, done, prov)
-    if out_dir is not None:
-        rundir.save_run(run, out_dir)
-        rundir.remove_checkpoint(out_dir)
+    with rundir.opened(config, out, overwrite) as out_dir:  # a checked, locked run directory
+        if out_dir is not None:
+            rundir.resume(out_dir, state, config, restore_state)  # the checkpoint is checked first
+        with _keep_freed_memory():
+            step_fn, compiled = _build_step(config, should_compile(config, compile), state.optimizer)
+            done = _loop(config, state, step_fn, compiled, dev, progress, out_dir, checkpoint_every)
+        prov = rundir.provenance(str(dev), done.compiled, started)
+        run = _finish(config, state, done, prov)
+        if out_dir is not None:
+            rundir.save_run(run, out_dir)
+            rundir.remove_checkpoint(out_dir)
     return run
 
 
@@ -433,6 +435,7 @@ def _loop(config: RunConfig, state: TrainState, step_fn: StepFn, compiled: bool,
             t_first = time.perf_counter()
         if s % cfg.log_every == 0 or s == cfg.steps:
             _log(state, s, s - (state.loss_steps[-1] if state.loss_steps else 0), bar)
+            guard.check_losses(config, state.loss_curve[-1], s)  # stop on divergence
         if snap_every and s % snap_every == 0:
             _snapshot(state, s)
         if out_dir is not None and s < cfg.steps and _due(s, checkpoint_every, last_ckpt):
@@ -520,43 +523,3 @@ def select_best(config: RunConfig, losses: Tensor) -> list[int]:
 
 def _jsonable(p: float | tuple[float, ...]) -> float | list[float]:
     return list(p) if isinstance(p, tuple) else p
-
-
-def _prepare_out(config: RunConfig, out: str | os.PathLike[str] | None, overwrite: bool) -> Path | None:
-    """Make `out` ready: new, resumable (same config), or refused with the reason."""
-    if out is None:
-        return None
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise RunDirError(f"{path}: exists and is not a directory")
-    if path.is_dir():  # writes killed half-way leave temporary files; their targets were never replaced
-        for name in _RUN_FILES:
-            for leftover in path.glob(f".{name}.*.tmp"):
-                leftover.unlink(missing_ok=True)
-    if path.is_dir() and any(path.iterdir()):
-        if not (path / rundir.CONFIG).is_file():
-            raise RunDirError(f"{path}: not empty and not a superposition run directory; choose another --out")
-        if overwrite:
-            _clear_run(path)
-        elif rundir.is_complete(path):
-            raise RunDirError(f"{path}: already holds a finished run; pass --overwrite or choose another --out")
-        elif rundir.read_config(path) != config:
-            raise RunDirError(f"{path}: holds an unfinished run of a different config; "
-                              "pass --overwrite or choose another --out")
-    path.mkdir(parents=True, exist_ok=True)
-    rundir.atomic_write_bytes(path / rundir.CONFIG, (config.to_json() + "\n").encode())
-    return path
-
-
-_RUN_FILES = (rundir.CONFIG, rundir.WEIGHTS, rundir.METRICS, rundir.PROVENANCE, rundir.SNAPSHOTS, rundir.CHECKPOINT)
-
-
-def _clear_run(path: Path) -> None:
-    for name in _RUN_FILES:
-        (path / name).unlink(missing_ok=True)
-
-
-def _resume(path: Path, state: TrainState) -> None:
-    found = rundir.load_checkpoint(path)
-    if found is not None:
-        restore_state(state, *found)

@@ -14,7 +14,7 @@ and then find it done, so nothing is trained twice.
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import platform
 import time
@@ -28,7 +28,9 @@ import torch
 
 from .. import run as rundir
 from ..analysis import summarize
+from ..atomic import remove_temporaries
 from ..config import ConfigError, RunConfig
+from ..errors import read_json
 from ..run import Run, RunDirError, load_run
 from ..train import CompileMode, has_l1, train
 
@@ -136,21 +138,43 @@ def read_models(path: str | os.PathLike[str], points: Sequence[int] | None = Non
     if not rundir.is_complete(path):
         return None
     try:
-        stored = json.loads(file.read_text())
+        stored = read_json(file, RunDirError)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
-        raise RunDirError(f"{file}: unreadable ({exc}); delete it to measure the chunk again") from None
+    except RunDirError as exc:
+        raise RunDirError(f"{exc}; delete it to measure the chunk again") from None
+    if not isinstance(stored, dict) or not isinstance(stored.get("rows"), list):
+        raise RunDirError(f"{file}: must be an object with a list of rows; delete it to measure the chunk again")
     if points is not None and stored.get("points") != list(points):
         raise RunDirError(f"{file}: records points {stored.get('points')} but the sweep plans {list(points)} here")
+    for i, row in enumerate(stored["rows"]):
+        _check_row(row, file, i, stored.get("points") if points is None else list(points))
     return stored["rows"]
+
+
+_ROW_TYPES = {"point": int, "restart": int, "instance": int, "represented": int, "final_loss": float,
+              "dims_per_feature": float, "mean_interference": float}
+
+
+def _check_row(row: Any, file: Path, i: int, points: Any) -> None:
+    def bad(what: str) -> RunDirError:
+        return RunDirError(f"{file}: rows[{i}] {what}; delete it to measure the chunk again")
+
+    if not isinstance(row, dict) or not set(_ROW_TYPES) <= set(row):
+        raise bad(f"must be an object with {', '.join(_ROW_TYPES)}")
+    for key, kind in _ROW_TYPES.items():
+        value = row[key]
+        ok = not isinstance(value, bool) and isinstance(value, (int, float) if kind is float else int)
+        if not ok or (kind is float and not math.isfinite(value)):
+            raise bad(f"{key} = {value!r} is not {'a finite number' if kind is float else 'an integer'}")
+    if isinstance(points, list) and row["point"] not in points:
+        raise bad(f"point {row['point']} is not one of this chunk's points")
 
 
 def _remove_partial_writes(path: Path) -> None:
     """Delete the temporary files of atomic writes that a killed process left in `path` (we hold its
-    lock, so nobody else is writing): train() refuses a directory holding only such a file."""
-    for tmp in path.glob(".*.tmp") if path.is_dir() else ():
-        tmp.unlink(missing_ok=True)
+    lock, so nobody else is writing)."""
+    remove_temporaries(path)
 
 
 @contextmanager

@@ -38,6 +38,8 @@ from . import ChunkJob, ChunkResult, run_chunk
 
 _PR_SET_PDEATHSIG = 1
 
+MAX_WORKERS_PER_CORE = 4
+"""More worker processes than this per core only add start-up time and memory (each imports torch)."""
 HELPER_MIN_SECONDS = 30.0
 """Helper processes start once the unclaimed chunks would keep this process training longer than
 this, at its best pace so far (compiles excluded): starting one, with its imports and compiles,
@@ -59,8 +61,12 @@ class LocalExecutor:
         for name, value in (("workers", workers), ("threads", threads)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name} = {value!r} is invalid: must be an integer >= 1")
+        cores = available_cores()
+        if workers is not None and workers > MAX_WORKERS_PER_CORE * cores:
+            raise ConfigError(f"workers = {workers} is invalid: at most {MAX_WORKERS_PER_CORE} per CPU core "
+                              f"({MAX_WORKERS_PER_CORE * cores} for this machine's {cores}); each is a torch process")
         self.threads = threads
-        self.workers = workers or max(1, available_cores() // threads)
+        self.workers = workers or max(1, cores // threads)
         self.adaptive = workers is None
         """Start helper processes only when the work left is worth it (see HELPER_MIN_SECONDS);
         with `workers` given they start at once."""

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import NamedTuple
@@ -12,7 +11,7 @@ from typing import NamedTuple
 import torch
 
 from ..config import RunConfig
-from ..models import param_shapes
+from ..guard import available_memory, model_bytes
 from .spec import SweepSpec, _decay_row, point_config
 
 TARGET_STEP_ELEMENTS = {"cpu": 1 << 19, "cuda": 1 << 24}
@@ -21,6 +20,8 @@ enough to amortise per-operation overhead; on CPU, larger chunks fall out of cac
 MEMORY_FRACTION = 0.25
 """Share of the free memory that the chunks running at once may use together."""
 MAX_CHUNK = 4096
+__all__ = ["MAX_CHUNK", "MEMORY_FRACTION", "TARGET_STEP_ELEMENTS", "Chunk", "auto_chunk_size", "available_memory",
+           "model_bytes", "plan"]
 
 
 class Chunk(NamedTuple):
@@ -89,30 +90,3 @@ def auto_chunk_size(config: RunConfig, total_instances: int, workers: int = 1, d
     by_memory = int(MEMORY_FRACTION * available_memory(device) / max(workers, 1) / model_bytes(config))
     by_spread = math.ceil(total_instances / max(workers, 1))
     return max(1, min(by_work, by_memory, by_spread, MAX_CHUNK))
-
-
-def model_bytes(config: RunConfig) -> int:
-    """Rough memory of one instance while training: ~16 float32s per batch element (data, its
-    random bits, activations, gradients), the parameters with their Adam state, snapshots."""
-    m, t = config.model, config.train
-    params = sum(math.prod(shape) for shape in param_shapes(m, 1).values())
-    snapshots = (t.steps // t.snapshot_every + 1) * params if t.snapshot_every else 0
-    return 4 * (16 * t.batch_size * (m.n_features + m.n_hidden) + 4 * params + snapshots)
-
-
-def available_memory(device: str | torch.device = "cpu") -> int:
-    """Bytes free for new allocations on `device` (MemAvailable on Linux; 4 GiB when unknown)."""
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return torch.cuda.mem_get_info(dev)[0]
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30

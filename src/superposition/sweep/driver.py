@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -15,11 +17,25 @@ from typing import Any, NamedTuple
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .. import guard
 from .. import run as rundir
+from ..atomic import remove_temporaries
 from ..backends import ChunkJob, Executor, get_executor, read_models
-from ..train import CompileMode
+from ..config import ConfigError
+from ..run import RunDirError
+from ..train import CompileMode, resolve_device
 from .chunks import Chunk, auto_chunk_size, plan
-from .index import CHUNKS_DIR, FORMAT, INDEX_FILE, SPEC_FILE, SweepError, _write_index, build_index, read_sweep_json
+from .index import (
+    CHUNKS_DIR,
+    FORMAT,
+    INDEX_FILE,
+    SPEC_FILE,
+    SweepError,
+    _write_index,
+    build_index,
+    read_sweep_json,
+    stored_spec,
+)
 from .spec import SweepSpec, _jsonable, point_config
 
 
@@ -69,6 +85,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, executor: str | E
         ray_address: an existing Ray cluster (e.g. "auto" or "ray://head:10001"); `out` must be
             on a filesystem the cluster shares. None starts a local Ray instance.
     """
+    resolve_device(device)  # no CUDA: a clear ConfigError, as for train
     if isinstance(executor, str):
         exe = get_executor(executor, workers=workers, address=ray_address, device=device)
         try:
@@ -77,6 +94,12 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, executor: str | E
         finally:
             getattr(exe, "shutdown", lambda: None)()
     t0, exe, out_dir = time.perf_counter(), executor, Path(out)
+    with _sweep_lock(out_dir):
+        return _drive(spec, out_dir, exe, device, compile, progress, on_progress, t0)
+
+
+def _drive(spec: SweepSpec, out_dir: Path, exe: Executor, device: str, compile: CompileMode, progress: bool,
+           on_progress: Callable[[SweepProgress], None] | None, t0: float) -> SweepOutcome:
     chunks = _open_sweep(spec, out_dir, exe.parallelism(), device)
     rows = {c.id: r for c in chunks if (r := read_models(out_dir / CHUNKS_DIR / c.id, c.points)) is not None}
     jobs = [ChunkJob(str(out_dir.resolve()), c.id, c.config.to_json(), c.points, device, compile, exe.threads)
@@ -87,9 +110,11 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, executor: str | E
     with tqdm(total=total, initial=before, unit="model", desc=spec.name, disable=not progress, dynamic_ncols=True,
               smoothing=0) as bar:
         bar.set_postfix_str(f"chunks {len(rows)}/{len(chunks)}")
-        done = before
+        done, trained, models_trained = before, 0, 0
         for result in exe.run(jobs):
             rows[result.chunk] = result.rows
+            trained += result.trained  # a chunk another process finished meanwhile was only read
+            models_trained += models[result.chunk] if result.trained else 0
             done += models[result.chunk]
             bar.update(models[result.chunk])
             bar.set_postfix_str(f"chunks {len(rows)}/{len(chunks)}")
@@ -98,14 +123,55 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, executor: str | E
     index = build_index(spec, chunks, rows)
     _write_index(out_dir / INDEX_FILE, index)
     index.attrs["sweep"] = str(out_dir)
-    return SweepOutcome(out_dir, index, len(chunks), len(jobs), total - before, time.perf_counter() - t0)
+    return SweepOutcome(out_dir, index, len(chunks), trained, models_trained, time.perf_counter() - t0)
+
+
+@contextmanager
+def _sweep_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the sweep directory (an flock on the directory itself) while this
+    process drives it; a second driver is refused at once, naming the directory. Ray tasks and
+    local helpers run under the driver's lock and take only their chunks' locks."""
+    check_sweep_out(out)
+    created = [p for p in (out, *out.parents) if not p.exists()]  # deepest first
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SweepError(f"{out}: in use by another sweep process driving it; wait for it to finish, "
+                             "or choose another --out") from None
+        yield
+    except (ConfigError, RunDirError):
+        if created and not any((out / CHUNKS_DIR).glob("*/models.json")):
+            shutil.rmtree(out)  # made by this call and nothing finished in it: the corrected command starts afresh
+            for folder in created[1:]:
+                if any(folder.iterdir()):
+                    break
+                folder.rmdir()
+        raise
+    finally:
+        os.close(fd)
+
+
+def check_sweep_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"{out}: exists and is not a directory")
+    parent = next((p for p in out.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise SweepError(f"{parent}: is a file, so {out} cannot be created")
 
 
 def _open_sweep(spec: SweepSpec, out: Path, workers: int, device: str) -> list[Chunk]:
     """Create `out` for `spec`, or check that it holds this spec; returns the plan."""
     stored = read_sweep_json(out) if (out / SPEC_FILE).is_file() else None
     if stored is not None:
-        old = SweepSpec.from_dict(stored["spec"])
+        old = stored_spec(out, stored)
         diff = _first_difference(replace(old, chunk_size=None).to_dict(), replace(spec, chunk_size=None).to_dict())
         if diff:
             raise SweepError(f"{out}: holds a sweep of a different spec ({diff}); choose another --out, "
@@ -118,12 +184,13 @@ def _open_sweep(spec: SweepSpec, out: Path, workers: int, device: str) -> list[C
     partial = list(out.glob(f".{SPEC_FILE}.*.tmp"))  # a first start killed while writing sweep.json
     if out.exists() and (not out.is_dir() or set(out.iterdir()) - set(partial)):
         raise SweepError(f"{out}: not empty and not a sweep directory; choose another --out")
+
     configs = [point_config(spec.base, v) for v in spec.points()]
+    guard.check_run_memory(max(configs, key=guard.run_bytes), device)  # the largest model must fit, before writing
     size = spec.chunk_size or auto_chunk_size(configs[0], sum(c.train.restarts for c in configs), workers, device)
     chunks = plan(spec, size)
     out.mkdir(parents=True, exist_ok=True)
-    for tmp in partial:
-        tmp.unlink(missing_ok=True)
+    remove_temporaries(out, [SPEC_FILE])  # we hold the sweep's lock: nobody else is writing
     rundir.atomic_write_json(out / SPEC_FILE, {
         "format": FORMAT, "version": 1, "spec": spec.to_dict(), "chunk_size": size, "chunks": len(chunks),
         "models": sum(c.n_models for c in chunks), "created": rundir.now()})
@@ -168,5 +235,5 @@ def sweep_status(path: str | os.PathLike[str]) -> SweepStatus:
     stored = read_sweep_json(path)
     done = [read_models(p.parent) for p in sorted((Path(path) / CHUNKS_DIR).glob("*/models.json"))]
     done = [r for r in done if r is not None]
-    return SweepStatus(SweepSpec.from_dict(stored["spec"]), stored["chunk_size"], stored["chunks"], len(done),
+    return SweepStatus(stored_spec(path, stored), stored["chunk_size"], stored["chunks"], len(done),
                        stored["models"], sum(len(r) for r in done))

@@ -3,7 +3,6 @@ one model's weights (`load_model`), and a grid of one measure (`pivot_grid`)."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -11,8 +10,10 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
+from ..atomic import atomic_write_to, remove_temporaries
 from ..backends import read_models
-from ..config import RunConfig
+from ..config import ConfigError, RunConfig
+from ..errors import read_json
 from ..models import Params, ToyModel
 from ..run import RunDirError, load_run
 from .chunks import Chunk, plan
@@ -43,28 +44,61 @@ def build_index(spec: SweepSpec, chunks: list[Chunk], rows: dict[str, list[dict]
 
 
 def _write_index(path: Path, index: pd.DataFrame) -> None:
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed run
-        stale.unlink(missing_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        index.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write the index atomically (temporary file, fsync, rename); call it holding the sweep's lock."""
+    remove_temporaries(path.parent, [path.name])  # left by a killed run
+    atomic_write_to(path, lambda tmp: index.to_parquet(tmp, index=False))
 
 
 def read_sweep_json(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The sweep.json of a sweep directory."""
+    """The sweep.json of a sweep directory, its fields checked."""
     file = Path(path) / SPEC_FILE
     try:
-        stored = json.loads(file.read_text())
+        stored = read_json(file, SweepError)
     except FileNotFoundError:
         raise SweepError(f"{path}: not a sweep directory (no {SPEC_FILE})") from None
-    except (OSError, ValueError) as exc:
-        raise SweepError(f"{file}: unreadable ({exc})") from None
     if not isinstance(stored, dict) or stored.get("format") != FORMAT:
         raise SweepError(f"{file}: not a superposition sweep")
+    for key in ("chunk_size", "chunks", "models"):
+        value = stored.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SweepError(f"{file}: {key} = {value!r} is invalid: must be an integer >= 1")
+    if not isinstance(stored.get("spec"), dict):
+        raise SweepError(f"{file}: spec must be an object")
     return stored
+
+
+def stored_spec(path: str | os.PathLike[str], stored: dict[str, Any] | None = None) -> SweepSpec:
+    """The spec recorded in a sweep directory's sweep.json (a SweepError naming it when invalid)."""
+    stored = stored if stored is not None else read_sweep_json(path)
+    try:
+        return SweepSpec.from_dict(stored["spec"])
+    except ConfigError as exc:
+        raise SweepError(f"{Path(path) / SPEC_FILE}: spec is invalid ({exc})") from None
+
+
+_INDEX_COLUMNS = {"point": "i", "restart": "i", "final_loss": "f", "represented": "i", "dims_per_feature": "f",
+                  "mean_interference": "f", "chunk": "O", "instance": "i"}
+
+
+def read_index(path: Path, spec: SweepSpec) -> pd.DataFrame:
+    """index.parquet, checked: readable, the columns and types it must have, points on the grid."""
+    file = path / INDEX_FILE
+    try:
+        index = pd.read_parquet(file)
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        raise SweepError(f"{file}: unreadable ({exc.__class__.__name__}: {' '.join(str(exc).split())[:200]}); "
+                         "delete it and run the sweep command again to rebuild it") from None
+    for column, kind in _INDEX_COLUMNS.items():
+        if column not in index.columns:
+            raise SweepError(f"{file}: has no column {column!r}; delete it to rebuild it")
+        if len(index) and index[column].dtype.kind not in (kind, "u" if kind == "i" else kind):
+            raise SweepError(f"{file}: column {column!r} has type {index[column].dtype}; delete it to rebuild it")
+    if len(index) and not index["point"].between(0, spec.n_points - 1).all():
+        raise SweepError(f"{file}: points outside the grid of {spec.n_points}; delete it to rebuild it")
+    if len(index) and not index["chunk"].map(lambda c: isinstance(c, str) and c.startswith(f"{CHUNKS_DIR}/")
+                                             and "/" not in c[len(CHUNKS_DIR) + 1:] and ".." not in c).all():
+        raise SweepError(f"{file}: chunk column names paths outside {CHUNKS_DIR}/; refused")
+    return index
 
 
 def load_sweep(path: str | os.PathLike[str], partial: bool = False) -> pd.DataFrame:
@@ -75,10 +109,10 @@ def load_sweep(path: str | os.PathLike[str], partial: bool = False) -> pd.DataFr
     """
     path = Path(path)
     stored = read_sweep_json(path)
+    spec = stored_spec(path, stored)
     if (path / INDEX_FILE).is_file():
-        index = pd.read_parquet(path / INDEX_FILE)
+        index = read_index(path, spec)
     else:
-        spec = SweepSpec.from_dict(stored["spec"])
         chunks = plan(spec, stored["chunk_size"])
         rows = {c.id: r for c in chunks if (r := read_models(path / CHUNKS_DIR / c.id, c.points)) is not None}
         if len(rows) < len(chunks) and not partial:
@@ -108,9 +142,11 @@ def load_model(path: str | os.PathLike[str], row: int | pd.Series) -> SweepModel
     path = Path(path)
     if not isinstance(row, pd.Series):
         row = load_sweep(path).iloc[int(row)]
-    spec = SweepSpec.from_dict(read_sweep_json(path)["spec"])
+    spec = stored_spec(path)
     run = load_run(path / row["chunk"])
     k = int(row["instance"])
+    if not 0 <= k < run.n_instances:
+        raise SweepError(f"{path / INDEX_FILE}: instance {k} is not in {row['chunk']} ({run.n_instances} instances)")
     return SweepModel(spec.config(int(row["point"])), {n: t[k:k + 1].clone() for n, t in run.params.items()}, row)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import math
 import os
 import re
@@ -19,7 +18,9 @@ from typing import Any
 
 import torch
 
+from .. import guard
 from ..config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig, _freeze
+from ..errors import read_bytes, read_json
 
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 FIELDS: dict[str, str] = {f.name: s for s, cls in _SECTIONS.items() for f in dataclasses.fields(cls)}
@@ -73,12 +74,14 @@ class Axis:
     @classmethod
     def linear(cls, field: str, start: float, stop: float, num: int) -> Axis:
         """`num` evenly spaced values from `start` to `stop` inclusive."""
+        _check_ends(field, "linear", start, stop)
         _check_num(field, num)
         return cls(field, tuple(_round(start + (stop - start) * i / max(num - 1, 1)) for i in range(num)))
 
     @classmethod
     def log(cls, field: str, start: float, stop: float, num: int) -> Axis:
         """`num` log-spaced values from `start` to `stop` inclusive (both > 0)."""
+        _check_ends(field, "log", start, stop)
         _check_num(field, num)
         if not (start > 0 and stop > 0):
             raise ConfigError(f"axis {field}: log range {start!r} … {stop!r} is invalid: both ends must be > 0")
@@ -88,7 +91,13 @@ class Axis:
     @classmethod
     def range(cls, field: str, start: int, stop: int | None = None, step: int = 1) -> Axis:
         """Integers like Python's range (seeds: ``Axis.range("seed", 10)`` is 0 … 9)."""
-        return cls(field, tuple(range(start) if stop is None else range(start, stop, step)))
+        args = (start,) if stop is None else (start, stop, step)
+        if not all(isinstance(a, int) and not isinstance(a, bool) for a in args) or step == 0:
+            raise ConfigError(f"axis {field}: range = {list(args)!r} is invalid: must be integers [stop] or "
+                              "[start, stop] or [start, stop, step] with step != 0")
+        first, last, by = (0, args[0], 1) if len(args) == 1 else args
+        guard.check_sweep_points(max(0, -(-(last - first) // by)), f"axis {field}")  # len() overflows past 2**63
+        return cls(field, tuple(range(*args)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"field": self.field, "values": _jsonable(self.values)}
@@ -103,15 +112,24 @@ class Axis:
         kind, args = given[0], raw[given[0]]
         if kind == "values":
             return cls(raw["field"], args)
-        if not isinstance(args, list) or not 1 <= len(args) <= 3:
+        sizes = (1, 2, 3) if kind == "range" else (3,)
+        if not isinstance(args, list) or len(args) not in sizes:
             raise ConfigError(f"axis {raw['field']}: {kind} = {args!r} is invalid: must be [start, stop, num]"
-                              if kind != "range" else f"axis {raw['field']}: range = {args!r} is invalid")
+                              if kind != "range" else f"axis {raw['field']}: range = {args!r} is invalid: must be "
+                              "[stop], [start, stop] or [start, stop, step]")
         return getattr(cls, kind)(raw["field"], *args)
 
 
 def _check_num(field: str, num: Any) -> None:
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise ConfigError(f"axis {field}: num = {num!r} is invalid: must be an integer >= 1")
+    guard.check_sweep_points(num, f"axis {field}")
+
+
+def _check_ends(field: str, kind: str, *ends: Any) -> None:
+    for end in ends:
+        if isinstance(end, bool) or not isinstance(end, (int, float)) or not math.isfinite(end):
+            raise ConfigError(f"axis {field}: {kind} range end {end!r} is invalid: must be a finite number")
 
 
 @dataclass(frozen=True)
@@ -137,6 +155,7 @@ class SweepSpec:
             raise ConfigError(f"chunk_size = {self.chunk_size!r} is invalid: must be an integer >= 1 or null")
         _check_axes(groups)
         _check_base(self.base)
+        guard.check_sweep_points(self.n_points)
         for axis in self.axis_list:
             for value in axis.values:
                 _point_or_fail(self.base, {axis.field: value})
@@ -185,18 +204,46 @@ class SweepSpec:
     def from_file(cls, path: str | os.PathLike[str]) -> SweepSpec:
         """Read a spec from JSON, or YAML (``.yaml``/``.yml``)."""
         path = Path(path)
+        where = f"sweep spec {path}"
+        if path.suffix not in (".yaml", ".yml"):
+            try:
+                return cls.from_dict(read_json(path, what="sweep spec"))
+            except FileNotFoundError:
+                raise ConfigError(f"{where}: unreadable (no such file)") from None
+            except ConfigError as exc:
+                raise ConfigError(_prefixed(str(exc), where)) from None
         try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"sweep spec {path}: unreadable ({exc.strerror})") from None
+            text = read_bytes(path, what="sweep spec").decode("utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{where}: unreadable (no such file)") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{where}: unreadable, not UTF-8 text (byte {exc.start})") from None
         try:
-            if path.suffix in (".yaml", ".yml"):
-                import yaml
+            return cls.from_dict(_load_yaml(text, where))
+        except ConfigError as exc:
+            raise ConfigError(_prefixed(str(exc), where)) from None
 
-                return cls.from_dict(yaml.safe_load(text))
-            return cls.from_dict(json.loads(text))
-        except ValueError as exc:  # JSON and YAML syntax errors; ConfigError is one too
-            raise ConfigError(f"sweep spec {path}: {exc}") from None
+
+def _prefixed(message: str, where: str) -> str:
+    return message if message.startswith(where) else f"{where}: {message}"
+
+
+def _load_yaml(text: str, where: str) -> Any:
+    """Safe YAML (no tags that build Python objects) as plain JSON-like data, or a ConfigError
+    naming the line."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(exc.problem or exc.context or "syntax error").split())
+        raise ConfigError(f"{where}: not valid YAML{line}: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to be a sweep spec") from None
 
 
 def _zip_members(group: dict) -> list:
