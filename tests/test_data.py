@@ -154,17 +154,19 @@ def test_a_registered_sampler_feeds_training_and_is_deterministic():
         sp.DataConfig(distribution="three_level")
 
 
-def test_configurations_start_from_independent_weights_unless_shared():
+def test_configurations_share_initial_weights_unless_told_otherwise():
     from superposition.models import init_params
 
     cfg, _ = spec_for([1.0, 0.1, 0.1], restarts=2)
+    cfg = sp.RunConfig(model=cfg.model, data=cfg.data, train=sp.TrainConfig(restarts=2, share_init=False))
     table = instances(cfg)
     assert table.seeds[0] == table.seeds[2] == table.seeds[4]  # data shared across configurations
     assert len({table.init_seeds[0], table.init_seeds[2]}) == 2  # initial weights not
     assert table.init_seeds[2] == table.init_seeds[4]  # equal configurations, equal weights
     alone, _ = spec_for([0.1], restarts=2)
+    alone = sp.RunConfig(model=alone.model, data=alone.data, train=sp.TrainConfig(restarts=2, share_init=False))
     assert instances(alone).init_seeds == table.init_seeds[2:4]  # wherever the configuration is trained
-    shared = sp.RunConfig(model=cfg.model, data=cfg.data, train=sp.TrainConfig(restarts=2, share_init=True))
+    shared = sp.RunConfig(model=cfg.model, data=cfg.data, train=sp.TrainConfig(restarts=2))
     assert instances(shared).init_seeds == instances(shared).seeds
     w = init_params(cfg.model, table.init_seeds)["W"]
     assert not torch.equal(w[0], w[2]) and torch.equal(w[2], w[4])

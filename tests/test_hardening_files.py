@@ -231,14 +231,14 @@ def test_a_diverged_restart_is_dropped_and_written_as_null(tmp_path, monkeypatch
 
     train_mod = importlib.import_module("superposition.train")
 
-    real = train_mod.evaluate
+    real = train_mod.estimate_loss
 
-    def one_restart_nan(config, params, spec=None, objective=False):
-        losses = real(config, params, spec, objective)
-        losses[1] = float("nan")
-        return losses
+    def one_restart_nan(config, params, **kwargs):
+        estimate = real(config, params, **kwargs)
+        estimate.mean[1] = estimate.se[1] = float("nan")
+        return estimate
 
-    monkeypatch.setattr(train_mod, "evaluate", one_restart_nan)
+    monkeypatch.setattr(train_mod, "estimate_loss", one_restart_nan)
     config = sp.RunConfig(train=sp.TrainConfig(steps=10, batch_size=16, log_every=5, restarts=2, eval_batches=1))
     sp.train(config, compile=False, progress=False, out=tmp_path / "r")
     text = (tmp_path / "r" / "metrics.json").read_text()

@@ -339,9 +339,9 @@ class TrainConfig:
     """Seed of every random draw of the run (initial weights, data, evaluation)."""
     restarts: int = 1
     """Best-of-N: train N instances per configuration and keep the lowest final loss."""
-    share_init: bool = False
-    """Every configuration of the run starts from the same initial weights (per restart) instead of
-    independent ones; data events are shared across configurations either way."""
+    share_init: bool = True
+    """Every configuration of the run starts from the same initial weights (per restart); false gives
+    each configuration independent ones (keyed on its values). Data events are shared either way."""
     keep_all_restarts: bool = False
     """Save every restart instead of only the best one per configuration."""
     log_every: int = 100

@@ -99,19 +99,43 @@ def _stratified(config: RunConfig, params: Params, rel_se: float, max_samples: i
     exact = none * zero + (_only_one(p) * _single_feature_losses(config, params)).sum(-1)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     q = p.clamp(min=min(1.0, 3.0 / n))
-    sums, count = torch.zeros(inst, dtype=torch.float64, device=device), 0
-    squares = torch.zeros_like(sums)
-    while True:
-        draws = FIRST_SAMPLES if count == 0 else count  # doubles the total each round
-        w_loss = _importance_sampled(config, params, p, q, draws, gen)
-        sums += w_loss.sum(1)
-        squares += (w_loss**2).sum(1)
-        count += draws
-        mean2 = sums / count
-        se = ((squares / count - mean2**2).clamp(min=0) / max(1, count - 1)).sqrt()
-        total = exact + mean2
-        if bool((se <= rel_se * total.abs()).all()) or count >= max_samples:
-            return LossEstimate(total, se)
+    rounds = _Rounds(inst, device, rel_se, max_samples)
+    while not rounds.finished:
+        rounds.add(_importance_sampled(config, params, p, q, rounds.next_draws, gen), offset=exact)
+    return LossEstimate(exact + rounds.mean, rounds.se)
+
+
+class _Rounds:
+    """Sampling rounds that double the draws, each instance stopping on its own: once its standard
+    error meets the target (or the cap is reached) its estimate is frozen, so an instance's result
+    depends only on its own losses, never on the other instances it is estimated beside."""
+
+    def __init__(self, inst: int, device: torch.device, rel_se: float, max_samples: int):
+        zeros = lambda: torch.zeros(inst, dtype=torch.float64, device=device)  # noqa: E731
+        self.sums, self.squares, self.mean, self.se = zeros(), zeros(), zeros(), zeros()
+        self.done = torch.zeros(inst, dtype=torch.bool, device=device)
+        self.count, self.rel_se, self.max_samples = 0, rel_se, max_samples
+
+    @property
+    def next_draws(self) -> int:
+        return FIRST_SAMPLES if self.count == 0 else self.count
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.done.all())
+
+    def add(self, values: Tensor, offset: Tensor | float = 0.0) -> None:
+        """One round's per-example values ``[inst, draws]``; `offset` is added to the mean for the test."""
+        self.sums += values.sum(1)
+        self.squares += (values**2).sum(1)
+        self.count += values.shape[1]
+        mean = self.sums / self.count
+        se = ((self.squares / self.count - mean**2).clamp(min=0) / max(1, self.count - 1)).sqrt()
+        open_ = ~self.done
+        self.mean = torch.where(open_, mean, self.mean)
+        self.se = torch.where(open_, se, self.se)
+        met = se <= self.rel_se * (mean + offset).abs()
+        self.done = self.done | met | (self.count >= self.max_samples)
 
 
 def _only_one(p: Tensor) -> Tensor:
@@ -184,16 +208,12 @@ def _values(config: RunConfig, u: Tensor, sign: Tensor) -> Tensor:
 def _monte_carlo(config: RunConfig, params: Params, rel_se: float, max_samples: int) -> LossEstimate:
     device = _device(params)
     spec = feature_spec(config, STREAM_EVAL, device)
-    losses, count, step = [], 0, 0
-    while True:
-        draws = FIRST_SAMPLES if count == 0 else count
-        for _ in range(0, draws, config.train.batch_size):
+    rounds, step = _Rounds(spec.probability.shape[0], device, rel_se, max_samples), 0
+    while not rounds.finished:
+        losses = []
+        for _ in range(0, rounds.next_draws, config.train.batch_size):
             x = draw(spec, torch.tensor(step, dtype=torch.int64, device=device), config.train.batch_size, config.data)
             losses.append(_per_example_loss(config, params, x))
             step += 1
-        count += draws
-        every = torch.cat(losses, dim=1)
-        mean = every.mean(1)
-        se = every.std(1) / math.sqrt(every.shape[1])
-        if bool((se <= rel_se * mean.abs()).all()) or count >= max_samples:
-            return LossEstimate(mean, se)
+        rounds.add(torch.cat(losses, dim=1))
+    return LossEstimate(rounds.mean, rounds.se)
