@@ -1,5 +1,5 @@
 """The tutorial notebooks run end to end (nbclient, a fresh kernel each) so they never rot. Each
-executed copy is kept in build/notebooks/ for the docs site (docs/notebooks.py)."""
+executed copy is kept in build/notebooks/ for the docs site (docs/run_notebooks.py)."""
 
 import importlib.util
 from pathlib import Path
@@ -12,7 +12,7 @@ pytest.importorskip("ipykernel", reason="the notebooks extra (pip install -e '.[
 
 
 def _runner():
-    spec = importlib.util.spec_from_file_location("docs_notebooks", ROOT / "docs" / "notebooks.py")
+    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "docs" / "run_notebooks.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -5,7 +5,7 @@ Used by tests/test_notebooks.py (which executes each notebook in CI) and by the 
 notebooks twice). An executed copy lives in build/notebooks/ and records the hash of the source it
 came from; a changed notebook is executed again.
 
-    python docs/notebooks.py            # execute every runnable notebook into build/notebooks/
+    python docs/run_notebooks.py            # execute every runnable notebook into build/notebooks/
 """
 
 from __future__ import annotations
