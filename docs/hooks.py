@@ -50,9 +50,9 @@ def field_docs(cls: type) -> dict[str, tuple[str, str]]:
     out: dict[str, tuple[str, str]] = {}
     for node, after in zip(body, [*body[1:], None], strict=True):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            doc = ""
-            if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
-                doc = inspect.cleandoc(after.value.value)
+            value = after.value if isinstance(after, ast.Expr) else None
+            is_doc = isinstance(value, ast.Constant) and isinstance(value.value, str)
+            doc = inspect.cleandoc(value.value) if is_doc else ""
             out[node.target.id] = (ast.unparse(node.annotation), doc)
     return out
 
