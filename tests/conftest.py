@@ -1,6 +1,23 @@
-import pytest
+"""Test-wide setup. The shape annotations of superposition.analysis (jaxtyping, e.g.
+``Float[Tensor, "*inst feat hidden"]``) are checked at test time: the import hook below decorates every
+function of the package's analysis modules with jaxtyping + beartype before anything imports them, so a
+tensor of the wrong rank, dtype or inconsistent sizes fails the test that passed it."""
 
-import superposition as sp
+from jaxtyping import install_import_hook
+
+import tests.typecheck  # noqa: F401 - the hook's decorator is looked up as tests.typecheck.beartype_tower
+
+install_import_hook("superposition.analysis", "tests.typecheck.beartype_tower")
+
+import pytest  # noqa: E402
+
+import superposition as sp  # noqa: E402
+
+
+def unchecked(fn):
+    """`fn` without the test-time shape check: for tests of the function's own error messages, which are
+    what a user sees (the annotations are not enforced outside the tests)."""
+    return getattr(fn, "__wrapped__", fn)
 
 
 def small_config(kind: str = "relu_output", n: int = 5, m: int = 2, probs=(1.0, 0.1), steps: int = 50,

@@ -18,6 +18,8 @@ from superposition.analysis import (
     summarize,
 )
 
+from .conftest import unchecked
+
 # --- known polytopes, built by hand in the hidden space --------------------------------------
 
 
@@ -112,6 +114,7 @@ def test_interference_matches_the_definition():
     "fn",
     [feature_norms, gram, interference, feature_dimensionality, dimensions_per_feature, represented, represented_count],
 )
+
 def test_batch_over_instances_equals_each_instance(fn):
     W = torch.randn(4, 6, 3, generator=torch.Generator().manual_seed(3))
     W[2, 1] = 0.0  # a dead feature in one instance must not affect the others
@@ -139,7 +142,7 @@ def test_summarize():
 
 def test_rejects_a_vector():
     with pytest.raises(ValueError, match="feat, hidden"):
-        feature_norms(torch.ones(3))
+        unchecked(feature_norms)(torch.ones(3))
 
 
 # --- the linear model's closed-form optimum ----------------------------------------------------

@@ -22,6 +22,8 @@ from superposition.analysis.correlation import (
 from superposition.experiments import correlated, get_recipe, run_recipe
 from superposition.figures.correlated import _tip_groups, set_geometry_figure, set_gram_figure
 
+from .conftest import unchecked
+
 
 def unit(deg: float) -> list[float]:
     return [math.cos(math.radians(deg)), math.sin(math.radians(deg))]
@@ -110,7 +112,7 @@ def test_planar_layout_and_contiguity():
     assert bool(sets_contiguous(HEXAGON_PAIRED, 6))  # one set is always contiguous
     assert sets_contiguous(torch.stack([HEXAGON_PAIRED, HEXAGON_INTERLEAVED]), 2).tolist() == [True, False]
     with pytest.raises(ValueError, match="2-d"):
-        planar_layout(torch.ones(3, 3))
+        unchecked(planar_layout)(torch.ones(3, 3))
 
 
 # --- claims -----------------------------------------------------------------------------------

@@ -227,7 +227,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _add_sweep(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", type=Path, help="sweep spec, JSON or YAML: a base config and axes (see superposition.sweep)")
+    p.add_argument("spec", type=Path, nargs="?", help="sweep spec, JSON or YAML: a base config and axes (see "
+                   "superposition.sweep)")
+    p.add_argument("--example", metavar="NAME", help="instead of SPEC, a spec shipped with the package: phase (the "
+                   "paper's n = 2, m = 1 phase diagram, 10,000 models) or small (30 models)")
     p.add_argument("--out", type=Path, help="sweep directory (default runs/NAME, NAME from the spec)")
     p.add_argument("--executor", choices=["local", "ray"],
                    help="where chunks run (default local; ray when --ray-address is given)")
@@ -249,6 +252,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     from .sweep import INDEX_FILE, SweepSpec, run_sweep
 
+    if (args.spec is None) == (args.example is None):
+        raise ConfigError("sweep needs a spec file or --example NAME (exactly one)")
+    if args.example is not None:
+        from .examples import example_path
+
+        args.spec = example_path(args.example)
     spec = SweepSpec.from_file(args.spec)
     if args.chunk_size is not None:
         spec = replace(spec, chunk_size=args.chunk_size)

@@ -121,6 +121,17 @@ class Run:
         """Feature importance of every saved instance, ``[inst, feat]``."""
         return importance_matrix(self.config)[self.metrics.config_index]
 
+    def __repr__(self) -> str:
+        from .display import run_repr
+
+        return run_repr(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the configuration and a row per instance (p, loss, represented, D*)."""
+        from .display import run_html
+
+        return run_html(self)
+
 
 # --- writing ----------------------------------------------------------------------------------
 

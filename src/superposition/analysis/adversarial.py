@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from ..attacks import attack_losses, attack_radius
@@ -62,7 +63,8 @@ class RelativeVulnerability:
 
 
 @torch.no_grad()
-def vulnerability(kind: str, params: Params, x: Tensor, importance: Tensor, eps: float = 0.1) -> Vulnerability:
+def vulnerability(kind: str, params: Params, x: Float[Tensor, "inst batch feat"],
+                  importance: Float[Tensor, "inst feat"], eps: float = 0.1) -> Vulnerability:
     """The mean loss increase of the most harmful per-feature WᵀW attack of norm eps × mean ‖x‖.
 
     **Arguments:** ``params`` of a tied model `kind` (linear, relu_output, relu_hidden),
@@ -78,7 +80,8 @@ def vulnerability(kind: str, params: Params, x: Tensor, importance: Tensor, eps:
     return Vulnerability(torch.cat(clean, 1).mean(1), torch.cat(attacked, 1).mean(1), radius)
 
 
-def orthogonal_reference(importance: Tensor, probability: Tensor, n_hidden: int, signed: bool = False) -> Params:
+def orthogonal_reference(importance: Float[Tensor, "inst feat"], probability: Float[Tensor, "inst feat"],
+                         n_hidden: int, signed: bool = False) -> Params:
     """The best model without superposition: the m features of largest I_i var_i on orthonormal
     axes, the others dropped with their mean as bias (the linear model's optimum,
     `superposition.analysis.theory.linear_optimal_loss`).
@@ -98,7 +101,8 @@ def orthogonal_reference(importance: Tensor, probability: Tensor, n_hidden: int,
     return {"W": W, "b": torch.where(kept, 0.0, mean.float())}
 
 
-def relative_vulnerability(kind: str, params: Params, x: Tensor, importance: Tensor, probability: Tensor,
+def relative_vulnerability(kind: str, params: Params, x: Float[Tensor, "inst batch feat"],
+                           importance: Float[Tensor, "inst feat"], probability: Float[Tensor, "inst feat"],
                            eps: float = 0.1, signed: bool = False) -> RelativeVulnerability:
     """`vulnerability` of the model and of its `orthogonal_reference`, on the same inputs and attack norm.
 
@@ -110,7 +114,7 @@ def relative_vulnerability(kind: str, params: Params, x: Tensor, importance: Ten
                                  vulnerability(kind, reference, x, importance, eps))
 
 
-def features_per_dimension(W: Tensor) -> Tensor:
+def features_per_dimension(W: Float[Tensor, "inst feat hidden"]) -> Float[Tensor, " inst"]:
     """‖W‖_F² / m, the paper's features per dimension (1 / D*): 1 orthogonal, 2 antipodal pairs.
 
     **Arguments:** ``W [inst, feat, hidden]``. **Returns:** ``[inst]``.

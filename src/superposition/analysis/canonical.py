@@ -25,13 +25,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 CANONICAL_TOLERANCE = 0.1
 """A reference feature (or its residual orthogonal to the basis so far) shorter than this is skipped."""
 
 
-def canonical_basis(W: Tensor, order: Sequence[int] | None = None, tol: float = CANONICAL_TOLERANCE) -> Tensor:
+def canonical_basis(W: Float[Tensor, "*inst feat hidden"], order: Sequence[int] | None = None,
+                    tol: float = CANONICAL_TOLERANCE) -> Float[Tensor, "*inst hidden hidden"]:
     """The orthonormal basis of the hidden space that `canonicalize` expresses W in.
 
     **Arguments:**
@@ -77,7 +79,8 @@ def _gram_schmidt_step(rows: Tensor, count: Tensor, vec: Tensor, tol: float) -> 
     return rows, count + accept.long()
 
 
-def canonicalize(W: Tensor, order: Sequence[int] | None = None, tol: float = CANONICAL_TOLERANCE) -> Tensor:
+def canonicalize(W: Float[Tensor, "*inst feat hidden"], order: Sequence[int] | None = None,
+                 tol: float = CANONICAL_TOLERANCE) -> Float[Tensor, "*inst feat hidden"]:
     """W in its canonical orientation: W @ `canonical_basis` (a rotation, possibly with a flip).
 
     In 2-d with ``order = (v, a, ...)``: feature v lies on +x (feature a when ‖W_v‖ ≤ tol), and the
@@ -90,7 +93,7 @@ def canonicalize(W: Tensor, order: Sequence[int] | None = None, tol: float = CAN
     return W @ canonical_basis(W, order, tol)
 
 
-def feature_angles(W: Tensor) -> Tensor:
+def feature_angles(W: Float[Tensor, "*inst feat 2"]) -> Float[Tensor, "*inst feat"]:
     """Angle of each feature in a 2-d hidden space, in degrees in (−180, 180]: atan2(y, x).
 
     **Arguments:** ``W [..., feat, 2]``. **Returns:** ``[..., feat]``.
@@ -101,7 +104,7 @@ def feature_angles(W: Tensor) -> Tensor:
     return torch.rad2deg(torch.atan2(W[..., 1], W[..., 0]))
 
 
-def angular_gaps(W: Tensor) -> Tensor:
+def angular_gaps(W: Float[Tensor, "*inst feat 2"]) -> Float[Tensor, "*inst feat"]:
     """Angles (degrees) between angularly adjacent features of a 2-d hidden space, sorted by angle.
 
     A regular pentagon gives five gaps of 72°; two orthogonal antipodal pairs four of 90°. Every
@@ -113,7 +116,8 @@ def angular_gaps(W: Tensor) -> Tensor:
     return torch.diff(torch.cat([angles, angles[..., :1] + 360.0], dim=-1), dim=-1)
 
 
-def neighbour_angles(W: Tensor, feature: int, threshold: float = 0.5) -> Tensor:
+def neighbour_angles(W: Float[Tensor, "*inst feat 2"], feature: int, threshold: float = 0.5) -> Float[Tensor,
+                     "*inst 2"]:
     """Angles (degrees) from feature `feature` to its nearest represented neighbour on each side, in 2-d.
 
     Only features with ‖W_j‖ > threshold count as neighbours. A regular pentagon gives (72, 72).

@@ -20,19 +20,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from jaxtyping import Bool, Float, Int, Real
 from torch import Tensor
 
 from .geometry import REPRESENTED_THRESHOLD, represented, unit_directions
 
 
-def set_index(n_features: int, set_size: int) -> Tensor:
+def set_index(n_features: int, set_size: int) -> Int[Tensor, " feat"]:
     """The set of every feature: consecutive features share a set. **Returns:** int64 ``[feat]``."""
     if set_size < 1 or n_features % set_size:
         raise ValueError(f"set_size = {set_size} must divide n_features = {n_features}")
     return torch.arange(n_features) // set_size
 
 
-def cosines(W: Tensor) -> Tensor:
+def cosines(W: Float[Tensor, "*inst feat hidden"]) -> Float[Tensor, "*inst feat feat"]:
     """cos(W_i, W_j) = Ŵ_i·Ŵ_j (0 for a dead feature). **Returns:** ``[inst, feat, feat]``."""
     u = unit_directions(W)
     return u @ u.transpose(-1, -2)
@@ -56,7 +57,8 @@ class SetOverlaps:
     """``[inst]``: the same sum over the feature's own set (j ≠ i); 0 for an orthogonal basis."""
 
 
-def set_overlaps(W: Tensor, set_size: int, threshold: float = REPRESENTED_THRESHOLD) -> SetOverlaps:
+def set_overlaps(W: Float[Tensor, "*inst feat hidden"], set_size: int,
+                 threshold: float = REPRESENTED_THRESHOLD) -> SetOverlaps:
     """Is each set a local orthogonal basis, and do sets share the space with each other?
 
     **Arguments:** ``W [inst, feat, hidden]``; `set_size` consecutive features per set.
@@ -77,7 +79,7 @@ def set_overlaps(W: Tensor, set_size: int, threshold: float = REPRESENTED_THRESH
     return SetOverlaps(within_max, between, within)
 
 
-def pair_collapse(W: Tensor, set_size: int = 2) -> Tensor:
+def pair_collapse(W: Real[Tensor, "*inst feat hidden"], set_size: int = 2) -> Float[Tensor, "*inst set"]:
     """How far each set has collapsed onto one direction: σ₁² / Σσ² of the set's rows of W.
 
     1 when every member points the same way (the model stores only the set's principal component,
@@ -94,7 +96,7 @@ def pair_collapse(W: Tensor, set_size: int = 2) -> Tensor:
     return s[..., 0] / s.sum(-1)
 
 
-def pair_cosine(W: Tensor, set_size: int = 2) -> Tensor:
+def pair_cosine(W: Float[Tensor, "*inst feat hidden"], set_size: int = 2) -> Float[Tensor, "*inst pair"]:
     """cos between the two features of every pair (sets of 2). **Returns:** ``[inst, pair]``."""
     if set_size != 2:
         raise ValueError(f"pair_cosine needs sets of 2 features, got set_size = {set_size}")
@@ -117,7 +119,7 @@ class AntipodalPairing:
     (0 when the pair is orthogonal to every other feature, as in a cross-polytope)."""
 
 
-def antipodal_pairing(W: Tensor) -> AntipodalPairing:
+def antipodal_pairing(W: Float[Tensor, "*inst feat hidden"]) -> AntipodalPairing:
     """Pair every feature with its most opposed feature (dead features have cos 0 with all).
 
     **Arguments:** ``W [inst, feat, hidden]`` with at least 2 features. **Returns:** an `AntipodalPairing`.
@@ -145,7 +147,7 @@ class PlanarLayout:
     """``[inst, feat]``: degrees from ``order[k]`` to the next feature counter-clockwise (sum 360)."""
 
 
-def planar_layout(W: Tensor) -> PlanarLayout:
+def planar_layout(W: Float[Tensor, "*inst feat 2"]) -> PlanarLayout:
     """Angular order of the features of a 2-d model and the gaps between angular neighbours.
 
     **Arguments:** ``W [inst, feat, 2]``. **Returns:** a `PlanarLayout`.
@@ -158,7 +160,7 @@ def planar_layout(W: Tensor) -> PlanarLayout:
     return PlanarLayout(order, gaps)
 
 
-def sets_contiguous(W: Tensor, set_size: int) -> Tensor:
+def sets_contiguous(W: Float[Tensor, "*inst feat 2"], set_size: int) -> Bool[Tensor, "*inst"]:
     """Whether, going round the circle, the members of every set are consecutive (a 2-d model's
     correlated features side by side). **Arguments:** ``W [inst, feat, 2]``. **Returns:** bool ``[inst]``.
     """

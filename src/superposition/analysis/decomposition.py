@@ -47,6 +47,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from ..models import Params, forward, target
@@ -100,7 +101,8 @@ def _inputs(W: Tensor, b: Tensor, importance: Tensor, probability: Tensor) -> tu
     return W @ W.transpose(1, 2), b, imp, prob
 
 
-def linear_loss_terms(W: Tensor, b: Tensor, importance: Tensor, probability: Tensor,
+def linear_loss_terms(W: Float[Tensor, "inst feat hidden"], b: Float[Tensor, "inst feat"], importance: Tensor,
+                      probability: Tensor,
                       signed: bool = False) -> LinearLossTerms:
     """The linear model's loss as feature benefit + interference + bias (exact for independent features).
 
@@ -154,7 +156,8 @@ def _relu_moments(a: Tensor, c: Tensor, signed: bool) -> tuple[Tensor, Tensor]:
     return relu_sq, error
 
 
-def relu_sparse_loss_terms(W: Tensor, b: Tensor, importance: Tensor, probability: Tensor,
+def relu_sparse_loss_terms(W: Float[Tensor, "inst feat hidden"], b: Float[Tensor, "inst feat"], importance: Tensor,
+                           probability: Tensor,
                            signed: bool = False) -> SparseLossTerms:
     """The ReLU-output model's loss on inputs with at most one active feature, in closed form.
 
@@ -185,7 +188,8 @@ def relu_sparse_loss_terms(W: Tensor, b: Tensor, importance: Tensor, probability
 
 
 @torch.no_grad()
-def monte_carlo_loss(kind: str, params: Params, x: Tensor, importance: Tensor,
+def monte_carlo_loss(kind: str, params: Params, x: Float[Tensor, "inst batch feat"],
+                     importance: Float[Tensor, "inst feat"],
                      max_active: int | None = None) -> LossEstimate:
     """The loss estimated on sampled inputs, optionally only the part from sparse inputs.
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from jaxtyping import Float, Shaped
 from torch import Tensor
 
 from .geometry import REPRESENTED_THRESHOLD, feature_dimensionality, feature_norms
@@ -47,7 +48,8 @@ class DimensionalityTrajectory:
     """``[inst, snap, feat]``: ‖W_i‖."""
 
 
-def dimensionality_trajectory(W: Tensor, steps: Tensor) -> DimensionalityTrajectory:
+def dimensionality_trajectory(W: Float[Tensor, "inst snap feat hidden"],
+                              steps: Shaped[Tensor, " snap"]) -> DimensionalityTrajectory:
     """D_i and ‖W_i‖ over training.
 
     **Arguments:** ``W [inst, snap, feat, hidden]`` (e.g. ``run.snapshots["W"]``), ``steps [snap]``.
@@ -165,7 +167,8 @@ def _runs(signs: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def log_loss_at(steps: Tensor, loss_steps: Tensor, loss_curve: Tensor, *, smooth: float = 0.0) -> Tensor:
+def log_loss_at(steps: Shaped[Tensor, " q"], loss_steps: Shaped[Tensor, " points"],
+                loss_curve: Float[Tensor, "inst points"], *, smooth: float = 0.0) -> Float[Tensor, "inst q"]:
     """log(loss) at `steps`, from the logged curve: each logged value is placed at the middle of its
     interval (it is the mean training loss since the previous log point), optionally averaged over
     the logged values within a factor (1 + `smooth`) of the step (batch noise), then interpolated.

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from jaxtyping import Bool, Float, Int, Real
 from torch import Tensor
 
 EPS = 1e-12
@@ -29,7 +30,7 @@ def _as_float(W: Tensor) -> Tensor:
     return W if W.is_floating_point() else W.float()
 
 
-def feature_norms(W: Tensor) -> Tensor:
+def feature_norms(W: Real[Tensor, "*inst feat hidden"]) -> Float[Tensor, "*inst feat"]:
     """‖W_i‖ for every feature.
 
     **Arguments:** ``W [inst, feat, hidden]`` (or ``[feat, hidden]``).
@@ -38,7 +39,7 @@ def feature_norms(W: Tensor) -> Tensor:
     return torch.linalg.vector_norm(_as_float(W), dim=-1)
 
 
-def unit_directions(W: Tensor, eps: float = EPS) -> Tensor:
+def unit_directions(W: Real[Tensor, "*inst feat hidden"], eps: float = EPS) -> Float[Tensor, "*inst feat hidden"]:
     """Ŵ_i = W_i / ‖W_i‖, with dead features (norm <= eps) mapped to the zero vector.
 
     **Arguments:** ``W [inst, feat, hidden]``. **Returns:** ``[inst, feat, hidden]``.
@@ -48,7 +49,7 @@ def unit_directions(W: Tensor, eps: float = EPS) -> Tensor:
     return torch.where(norms > eps, W / norms.clamp_min(eps), torch.zeros_like(W))
 
 
-def gram(W: Tensor) -> Tensor:
+def gram(W: Real[Tensor, "*inst feat hidden"]) -> Float[Tensor, "*inst feat feat"]:
     """The paper's WᵀW: entry (i, j) is W_i·W_j.
 
     **Arguments:** ``W [inst, feat, hidden]``. **Returns:** ``[inst, feat, feat]``, symmetric.
@@ -63,7 +64,7 @@ def _projections(W: Tensor, eps: float) -> Tensor:
     return unit_directions(W, eps) @ W.transpose(-1, -2)
 
 
-def interference(W: Tensor, eps: float = EPS) -> Tensor:
+def interference(W: Real[Tensor, "*inst feat hidden"], eps: float = EPS) -> Float[Tensor, "*inst feat"]:
     """The paper's superposition measure Σ_{j≠i} (Ŵ_i·W_j)².
 
     0 for a feature orthogonal to all others (or dead), 1 for one of an antipodal pair of unit
@@ -75,7 +76,7 @@ def interference(W: Tensor, eps: float = EPS) -> Tensor:
     return sq.sum(-1) - sq.diagonal(dim1=-2, dim2=-1)
 
 
-def dimensions_per_feature(W: Tensor) -> Tensor:
+def dimensions_per_feature(W: Real[Tensor, "*inst feat hidden"]) -> Float[Tensor, "*inst"]:
     """D* = m / ‖W‖_F²: hidden dimensions per (unit-norm) embedded feature.
 
     1 when features are orthonormal, 1/2 for antipodal pairs; ``inf`` for W = 0.
@@ -86,7 +87,7 @@ def dimensions_per_feature(W: Tensor) -> Tensor:
     return W.shape[-1] / W.square().sum(dim=(-2, -1))
 
 
-def feature_dimensionality(W: Tensor, eps: float = EPS) -> Tensor:
+def feature_dimensionality(W: Real[Tensor, "*inst feat hidden"], eps: float = EPS) -> Float[Tensor, "*inst feat"]:
     """D_i = ‖W_i‖² / Σ_j (Ŵ_i·W_j)², j including i: the fraction of a dimension feature i gets.
 
     Equal to ‖W_i‖² / (‖W_i‖² + interference_i). Uniform polytopes give 1 (orthogonal), 3/4
@@ -102,7 +103,8 @@ def feature_dimensionality(W: Tensor, eps: float = EPS) -> Tensor:
     return torch.where(alive, norm_sq / total.clamp_min(eps * eps), torch.zeros_like(norm_sq))
 
 
-def represented(W: Tensor, threshold: float = REPRESENTED_THRESHOLD) -> Tensor:
+def represented(W: Real[Tensor, "*inst feat hidden"], threshold: float = REPRESENTED_THRESHOLD) -> Bool[Tensor,
+                "*inst feat"]:
     """Whether each feature is embedded: ‖W_i‖ > threshold.
 
     **Arguments:** ``W [inst, feat, hidden]``. **Returns:** bool ``[inst, feat]``.
@@ -110,7 +112,8 @@ def represented(W: Tensor, threshold: float = REPRESENTED_THRESHOLD) -> Tensor:
     return feature_norms(W) > threshold
 
 
-def represented_count(W: Tensor, threshold: float = REPRESENTED_THRESHOLD) -> Tensor:
+def represented_count(W: Real[Tensor, "*inst feat hidden"], threshold: float = REPRESENTED_THRESHOLD) -> Int[Tensor,
+                      "*inst"]:
     """How many features each instance embeds (‖W_i‖ > threshold).
 
     **Arguments:** ``W [inst, feat, hidden]``. **Returns:** int64 ``[inst]``.
@@ -133,7 +136,7 @@ class GeometrySummary:
     threshold: float
 
 
-def summarize(W: Tensor, threshold: float = REPRESENTED_THRESHOLD) -> GeometrySummary:
+def summarize(W: Real[Tensor, "*inst feat hidden"], threshold: float = REPRESENTED_THRESHOLD) -> GeometrySummary:
     """The headline geometry of each instance (what `superposition show` prints).
 
     **Arguments:** ``W [inst, feat, hidden]`` (or ``[feat, hidden]``).

@@ -45,6 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from .geometry import REPRESENTED_THRESHOLD
@@ -74,7 +75,7 @@ def _float(W: Tensor, ndim: int = 2) -> Tensor:
     return W if W.is_floating_point() else W.float()
 
 
-def neuron_weights(W: Tensor) -> Tensor:
+def neuron_weights(W: Float[Tensor, "*inst feat hidden"]) -> Float[Tensor, "*inst hidden feat"]:
     """Each neuron's input weights, one per feature (the paper's per-neuron view, a column per neuron).
 
     **Arguments:** ``W [..., feat, hidden]``. **Returns:** ``[..., hidden, feat]``.
@@ -82,7 +83,8 @@ def neuron_weights(W: Tensor) -> Tensor:
     return _float(W).transpose(-1, -2)
 
 
-def activating_weights(W: Tensor, signed: bool = False) -> Tensor:
+def activating_weights(W: Float[Tensor, "*inst feat hidden"], signed: bool = False) -> Float[Tensor,
+                       "*inst feat hidden"]:
     """The input weights that can make their neuron fire: all of them for signed inputs, else the positive ones.
 
     **Arguments:** ``W [..., feat, hidden]``; ``signed``: whether features take negative values.
@@ -92,7 +94,7 @@ def activating_weights(W: Tensor, signed: bool = False) -> Tensor:
     return W if signed else W.clamp_min(0.0)
 
 
-def neuron_shares(W: Tensor, signed: bool = False) -> Tensor:
+def neuron_shares(W: Float[Tensor, "*inst feat hidden"], signed: bool = False) -> Float[Tensor, "*inst hidden feat"]:
     """Each feature's share of each neuron's squared activating input weight (rows sum to 1; dead neurons 0).
 
     **Arguments:** ``W [..., feat, hidden]``. **Returns:** ``[..., hidden, feat]``.
@@ -123,7 +125,7 @@ class NeuronClasses:
     threshold: float
 
 
-def classify_neurons(W: Tensor, signed: bool = False, threshold: float = MONOSEMANTIC_SHARE,
+def classify_neurons(W: Float[Tensor, "*inst feat hidden"], signed: bool = False, threshold: float = MONOSEMANTIC_SHARE,
                      dead_norm: float = DEAD_NORM) -> NeuronClasses:
     """Monosemantic (one feature holds ≥ `threshold` of the squared activating weight), polysemantic or dead.
 
@@ -139,7 +141,8 @@ def classify_neurons(W: Tensor, signed: bool = False, threshold: float = MONOSEM
     return NeuronClasses(share, top_feature, top_share, ratio, mono, ~dead & ~mono, dead, threshold)
 
 
-def feature_codes(W: Tensor, signed: bool = False, coverage: float = CODE_COVERAGE) -> Tensor:
+def feature_codes(W: Float[Tensor, "*inst feat hidden"], signed: bool = False,
+                  coverage: float = CODE_COVERAGE) -> Bool[Tensor, "*inst feat hidden"]:
     """Each feature's code: the fewest neurons holding ≥ `coverage` of its squared activating weight.
 
     Neurons are taken in order of decreasing weight; a feature with no activating weight has an
@@ -171,7 +174,8 @@ class FeatureClasses:
     """Represented but not dedicated: it shares its neurons with other features."""
 
 
-def classify_features(W: Tensor, signed: bool = False, threshold: float = MONOSEMANTIC_SHARE,
+def classify_features(W: Float[Tensor, "*inst feat hidden"], signed: bool = False,
+                      threshold: float = MONOSEMANTIC_SHARE,
                       coverage: float = CODE_COVERAGE,
                       represented_norm: float = REPRESENTED_THRESHOLD) -> FeatureClasses:
     """Dedicated (stored in neurons of its own) or in superposition (sharing neurons), from W alone.
@@ -205,7 +209,7 @@ class SharedGroup:
         return len(self.features) > len(self.neurons) and len(set(self.codes)) == len(self.codes)
 
 
-def shared_groups(W: Tensor, signed: bool = False, threshold: float = MONOSEMANTIC_SHARE,
+def shared_groups(W: Float[Tensor, "feat hidden"], signed: bool = False, threshold: float = MONOSEMANTIC_SHARE,
                   coverage: float = CODE_COVERAGE) -> list[SharedGroup]:
     """The groups of superposed features of one model joined by the neurons of their codes.
 
@@ -247,7 +251,7 @@ class RescaledNeurons:
     """``[..., hidden]``: the factor each neuron's input weights were divided by (1 for dead neurons)."""
 
 
-def rescale_neurons(W1: Tensor, W2: Tensor) -> RescaledNeurons:
+def rescale_neurons(W1: Float[Tensor, "*inst feat hidden"], W2: Float[Tensor, "*inst hidden feat"]) -> RescaledNeurons:
     """The paper's drawing convention: input weights / c_j, output weights × c_j, c_j = max_i |W1[i, j]|.
 
     ReLU(x / c) = ReLU(x) / c for c > 0, so the model computes exactly the same function.
@@ -281,7 +285,8 @@ class AsymmetricMotif:
     """The fraction of the strong feature's leak into the weak output that the inhibitor cancels."""
 
 
-def asymmetric_motifs(W1: Tensor, W2: Tensor, ratio: tuple[float, float] = MOTIF_RATIO,
+def asymmetric_motifs(W1: Float[Tensor, "*inst feat hidden"], W2: Float[Tensor, "*inst hidden feat"],
+                      ratio: tuple[float, float] = MOTIF_RATIO,
                       gain: tuple[float, float] = MOTIF_GAIN, inhibition: float = MOTIF_INHIBITION,
                       purity: float = MOTIF_PURITY) -> list[AsymmetricMotif]:
     """Find asymmetric superposition: a neuron storing two features with unequal input weights and

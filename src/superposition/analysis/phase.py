@@ -20,6 +20,7 @@ import itertools
 from dataclasses import dataclass
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..models import Params, forward, instance_loss, target
@@ -50,7 +51,7 @@ class ExtraFeaturePhase:
     """int64 ``[inst]``: that feature j, or −1 when no other feature is represented."""
 
 
-def extra_feature_overlap(W: Tensor, extra: int = -1,
+def extra_feature_overlap(W: Float[Tensor, "*inst feat hidden"], extra: int = -1,
                           threshold: float = REPRESENTED_THRESHOLD) -> tuple[Tensor, Tensor]:
     """The cosine between the extra feature and its most overlapping represented feature.
 
@@ -73,7 +74,8 @@ def extra_feature_overlap(W: Tensor, extra: int = -1,
     return partner_cos, partner
 
 
-def classify_extra_feature(W: Tensor, extra: int = -1, threshold: float = REPRESENTED_THRESHOLD,
+def classify_extra_feature(W: Float[Tensor, "*inst feat hidden"], extra: int = -1,
+                           threshold: float = REPRESENTED_THRESHOLD,
                            overlap: float = OVERLAP_THRESHOLD) -> ExtraFeaturePhase:
     """Classify the extra feature of each instance.
 
@@ -136,7 +138,7 @@ def expected_loss(kind: str, params: Params, probability: Tensor, importance: Te
     return total
 
 
-def best_restarts(losses: Tensor, config_index: Tensor | list[int]) -> Tensor:
+def best_restarts(losses: Float[Tensor, " inst"], config_index: Tensor | list[int]) -> Int[Tensor, " config"]:
     """The instance with the lowest loss in each configuration (best-of-N restarts).
 
     **Arguments:** ``losses [inst]``; ``config_index [inst]`` (0 … C − 1, every value present).

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from .geometry import REPRESENTED_THRESHOLD, feature_dimensionality, feature_norms, unit_directions
@@ -156,14 +157,15 @@ class ShapeMatch:
     deviation: float
 
 
-def vector_rank(W: Tensor, tolerance: float = RANK_TOLERANCE) -> int:
+def vector_rank(W: Float[Tensor, "k hidden"], tolerance: float = RANK_TOLERANCE) -> int:
     """Dimensions spanned by the unit directions of ``W [k, hidden]`` (singular values above
     ``tolerance`` × the largest)."""
     s = torch.linalg.svdvals(unit_directions(W).double())
     return int((s > tolerance * s.max()).sum()) if s.numel() else 0
 
 
-def classify_shape(W: Tensor, *, cosine_tolerance: float = COSINE_TOLERANCE, norm_tolerance: float = NORM_TOLERANCE,
+def classify_shape(W: Float[Tensor, "k hidden"], *, cosine_tolerance: float = COSINE_TOLERANCE,
+                   norm_tolerance: float = NORM_TOLERANCE,
                    rank_tolerance: float = RANK_TOLERANCE) -> ShapeMatch:
     """Which uniform polytope the vectors ``W [k, hidden]`` form (rotation- and scale-invariant).
 
@@ -190,8 +192,8 @@ def classify_shape(W: Tensor, *, cosine_tolerance: float = COSINE_TOLERANCE, nor
 # --- decomposition -----------------------------------------------------------------------------
 
 
-def interference_graph(W: Tensor, *, edge_threshold: float = EDGE_THRESHOLD,
-                       norm_threshold: float = REPRESENTED_THRESHOLD) -> Tensor:
+def interference_graph(W: Float[Tensor, "*inst feat hidden"], *, edge_threshold: float = EDGE_THRESHOLD,
+                       norm_threshold: float = REPRESENTED_THRESHOLD) -> Bool[Tensor, "*inst feat feat"]:
     """Adjacency of the interference graph: represented i ≠ j with |cos(W_i, W_j)| > edge_threshold.
 
     **Arguments:** ``W [feat, hidden]`` (leading batch axes allowed). **Returns:** bool ``[feat, feat]``.
@@ -225,7 +227,7 @@ def connected_components(adjacency: Tensor, nodes: Iterable[int]) -> list[tuple[
     return components
 
 
-def tegum_factors(W: Tensor, *, edge_threshold: float = EDGE_THRESHOLD,
+def tegum_factors(W: Float[Tensor, "feat hidden"], *, edge_threshold: float = EDGE_THRESHOLD,
                   norm_threshold: float = REPRESENTED_THRESHOLD, cosine_tolerance: float = COSINE_TOLERANCE,
                   norm_tolerance: float = NORM_TOLERANCE, rank_tolerance: float = RANK_TOLERANCE,
                   dimensionality_tolerance: float = DIMENSIONALITY_TOLERANCE) -> tuple[TegumFactor, ...]:

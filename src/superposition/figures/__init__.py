@@ -1,8 +1,10 @@
 """Static figures in the paper's style (matplotlib). Plotting only draws what `analysis` computes.
 
 Every function takes plain tensors plus the values its labels come from, and returns a
-`matplotlib.figure.Figure` built without pyplot (no global state, no display needed; Jupyter still
-shows it). `save_figure` writes a PNG atomically.
+`matplotlib.figure.Figure` built without pyplot (no global state, no display needed). It is our
+subclass `style.Figure`, which shows itself in Jupyter as a PNG without ``%matplotlib inline``.
+`save_figure` writes a PNG atomically. The figures that draw one run's weights also take the
+`Run` itself, or its directory, in place of the tensors (``intro_figure(run)``; `runs.accepts_run`).
 
 One module per part of the paper; `style` holds what they share (colour maps, labels, the PNG
 writer). Vocabulary: ``W [inst, feat, hidden]``, ``b [inst, feat]``; p = `feature_probability` = 1 − S.

@@ -9,13 +9,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..analysis import dimensions_per_feature, feature_dimensionality, feature_norms, gram, interference
+from .runs import accepts_run
 from .style import (
     GRAM_CMAP,
     IMPORTANCE_CMAP,
+    Figure,
     Probability,
     _check_runs,
     _cmap,
@@ -30,6 +31,7 @@ from .style import (
 # --- figures ----------------------------------------------------------------------------------
 
 
+@accepts_run
 def intro_figure(
     W: Tensor,
     feature_probability: Sequence[Probability],
@@ -81,6 +83,7 @@ def intro_figure(
     return fig
 
 
+@accepts_run
 def basic_figure(
     models: Mapping[str, tuple[Tensor, Tensor]], feature_probability: Sequence[Probability], *, vmax: float = 1.0
 ) -> Figure:
@@ -155,6 +158,7 @@ def _draw_norms(ax, norms: np.ndarray, sup: np.ndarray, sup_norm: Normalize) -> 
         ax.spines[side].set_visible(False)
 
 
+@accepts_run
 def loss_curve_figure(
     steps: Sequence[int],
     curves: Sequence[Sequence[float]] | Tensor,
@@ -197,6 +201,7 @@ POLYTOPE_DIMENSIONALITIES = {"1": 1.0, "3/4": 3 / 4, "2/3": 2 / 3, "1/2": 1 / 2,
 """Feature dimensionality of a feature in each uniform polytope (paper, 'Feature dimensionality')."""
 
 
+@accepts_run
 def dimensionality_figure(W: Tensor, feature_probability: Sequence[Probability]) -> Figure:
     """D* and every feature's D_i against 1/(1 − S) = 1/p (the paper's 'Feature dimensionality').
 

@@ -7,11 +7,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..analysis import feature_norms, gram
-from .style import Probability, _check_runs, _cmap, _np, gram_row, hidden_plane, sparsity_label
+from .runs import accepts_run
+from .style import Figure, Probability, _check_runs, _cmap, _np, gram_row, hidden_plane, sparsity_label
 
 SET_CMAP = "tab10"
 
@@ -89,6 +89,7 @@ def _tip_groups(vec: np.ndarray, radius: float) -> list[list[int]]:
     return groups
 
 
+@accepts_run
 def set_gram_figure(W: Tensor, feature_probability: Sequence[Probability], set_size: int, *,
                     vmax: float = 1.0) -> Figure:
     """WᵀW of each instance with the feature sets outlined (block-diagonal: within a set).

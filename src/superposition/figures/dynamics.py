@@ -7,13 +7,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..analysis import gram
 from ..analysis.dynamics import POLYTOPE_FRACTIONS, LossDrop
 from .correlated import set_colors
-from .style import _cmap, _np, gram_row
+from .style import Figure, _cmap, _np, gram_row
 
 DROP_COLOR = "#fde4c8"
 

@@ -11,13 +11,13 @@ from fractions import Fraction
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..analysis import dimensions_per_feature, feature_dimensionality, unit_directions
 from ..analysis.polytopes import OTHER, SHAPE_NAMES, SHAPES, TegumFactor
 from .core import POLYTOPE_DIMENSIONALITIES
-from .style import Probability, _check_runs, _cmap, _np, _scalar_mappable, _uniform_p, sparsity_label
+from .runs import accepts_run
+from .style import Figure, Probability, _check_runs, _cmap, _np, _scalar_mappable, _uniform_p, sparsity_label
 
 SHAPE_COLORS = {
     "single": "0.3", "digon": "tab:blue", "triangle": "tab:orange", "tetrahedron": "tab:green",
@@ -73,6 +73,7 @@ def _despine(ax) -> None:
 # --- convergence ------------------------------------------------------------------------------
 
 
+@accepts_run
 def relative_loss_figure(steps: Sequence[int], curves: Sequence[Sequence[float]] | Tensor,
                          feature_probability: Sequence[Probability]) -> Figure:
     """Training loss divided by its final value against step, one line per instance coloured by
@@ -106,6 +107,7 @@ def relative_loss_figure(steps: Sequence[int], curves: Sequence[Sequence[float]]
 # --- feature dimensionality by shape -----------------------------------------------------------
 
 
+@accepts_run
 def shape_dimensionality_figure(W: Tensor, feature_probability: Sequence[Probability],
                                 factors: Sequence[Sequence[TegumFactor]]) -> Figure:
     """D* and each represented feature's D_i against 1/(1 − S), the points coloured by the shape
@@ -272,6 +274,7 @@ def _draw_graph(ax, W: Tensor, layout: Sequence[tuple[TegumFactor, float, tuple[
         ax.scatter(*pos.T, s=9 if factor.k > 12 else 16, color=SHAPE_COLORS[factor.shape], zorder=2, lw=0)
 
 
+@accepts_run
 def geometry_graph_figure(W: Tensor, feature_probability: Sequence[Probability],
                           factors: Sequence[Sequence[TegumFactor]], *, edge_threshold: float,
                           width: float = 8.0, ncols: int = 3) -> Figure:

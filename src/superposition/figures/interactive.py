@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..analysis import dimensions_per_feature, feature_dimensionality, feature_norms, gram, interference
+from .runs import accepts_run
 from .style import Probability, _np, _uniform_p, sparsity_label
 
 POLYTOPE_FRACTIONS = {"1": 1.0, "3/4": 0.75, "2/3": 2 / 3, "1/2": 0.5, "2/5": 0.4, "3/8": 0.375}
@@ -46,6 +47,7 @@ def add_slider(fig, step_traces: Sequence[Sequence[int]], labels: Sequence[str],
                                 "pad": {"t": 40}}])
 
 
+@accepts_run
 def geometry_slider(W: Tensor, feature_probability: Sequence[Probability], importance: Tensor):
     """The intro figure: features of a 2-D hidden space as arrows, one sparsity at a time.
 
@@ -80,6 +82,7 @@ def geometry_slider(W: Tensor, feature_probability: Sequence[Probability], impor
     return fig
 
 
+@accepts_run
 def superposition_slider(models: Mapping[str, tuple[Tensor, Tensor]], feature_probability: Sequence[Probability]):
     """The section-2 figure: per model, WᵀW (hover values) and ‖W_i‖ coloured by interference, one
     sparsity at a time. ``models``: {label: (W [inst, feat, hidden], b [inst, feat])}."""
@@ -116,6 +119,7 @@ def superposition_slider(models: Mapping[str, tuple[Tensor, Tensor]], feature_pr
     return fig
 
 
+@accepts_run
 def dimensionality_slider(W: Tensor, feature_probability: Sequence[Probability]):
     """Uniform superposition: D* = m/‖W‖_F² against 1/(1 − S) (hover values), the current sparsity
     marked, and the histogram of every feature's D_i at that sparsity with the polytope fractions.
@@ -181,6 +185,7 @@ def _discrete_scale(colors: Sequence[str]) -> list[list]:
     return [[edge, c] for i, c in enumerate(colors) for edge in (i / k, (i + 1) / k)]
 
 
+@accepts_run
 def loss_curves(steps: Sequence[int], curves: Sequence[Sequence[float]], labels: Sequence[str], *, title: str):
     """Training loss per instance (log y), one line each, hover for values."""
     go = _go()

@@ -17,14 +17,15 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 from ..analysis.neurons import NeuronClasses, classify_neurons
+from .runs import accepts_run
 from .style import (
     GRAM_CMAP,
     IMPORTANCE_CMAP,
+    Figure,
     Probability,
     _check_runs,
     _cmap,
@@ -58,6 +59,7 @@ def neuron_order(classes: NeuronClasses, W: Tensor) -> Tensor:
     return torch.argsort(key, stable=True)
 
 
+@accepts_run
 def neuron_stack_figure(
     W: Tensor,
     feature_probability: Sequence[Probability],
@@ -176,6 +178,7 @@ def _stack_segments(cols: np.ndarray, colors: np.ndarray, width: float = 0.8):
     return PolyCollection(np.concatenate(boxes), facecolors=np.concatenate(faces), edgecolors="none", linewidths=0)
 
 
+@accepts_run
 def weight_heatmap_figure(W: Tensor, feature_probability: Sequence[Probability], *, ncols: int = 5) -> Figure:
     """The raw weights of each model as a heatmap: rows are neurons, columns features (the paper's W, m × n).
 
@@ -205,6 +208,7 @@ def weight_heatmap_figure(W: Tensor, feature_probability: Sequence[Probability],
     return fig
 
 
+@accepts_run
 def polysemanticity_figure(W: Tensor, feature_probability: Sequence[Probability], *, signed: bool = False) -> Figure:
     """Polysemanticity against sparsity: left, the share of monosemantic, polysemantic and dead neurons;
     right, every neuron as a dot at the feature it mostly stores, coloured by its class.

@@ -14,12 +14,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullLocator
 from torch import Tensor
 
-from .style import _np, hidden_plane, sparsity_label
+from .style import Figure, _np, hidden_plane, sparsity_label
 
 VARIED_COLOR, OTHER_COLOR = "tab:red", "0.3"
 FAMILY_COLORS = {"pentagon": "tab:blue", "digon": "tab:orange"}

@@ -12,7 +12,6 @@ from typing import NamedTuple
 
 import numpy as np
 from matplotlib.colors import BoundaryNorm, ListedColormap
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
@@ -20,7 +19,7 @@ from torch import Tensor
 
 from ..analysis.phase import OTHER
 from ..analysis.theory import NOT_REPRESENTED, PHASES
-from .style import GRAM_CMAP, _cmap, _np
+from .style import GRAM_CMAP, Figure, _cmap, _np
 
 PHASE_NAMES: tuple[str, ...] = (*PHASES, "other")
 """Legend names, indexed by phase (`theory.PHASES`, then `analysis.phase.OTHER`)."""

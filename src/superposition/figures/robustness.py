@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 from torch import Tensor
 
-from .style import Probability, _cmap, _np, _uniform_p, sparsity_label
+from .style import Figure, Probability, _cmap, _np, _uniform_p, sparsity_label
 
 SPARSITY_AXIS = "1 / (1 − S) = 1 / p"
 FPD_LABEL = r"features per dimension $\|W\|_F^2\,/\,m$"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure as _MplFigure
 from torch import Tensor
 
 from ..atomic import atomic_write
@@ -23,6 +23,25 @@ GRAM_CMAP = "RdBu"
 IMPORTANCE_CMAP = "viridis"
 SUPERPOSITION_CMAP = "inferno"  # the paper's black (no superposition) → yellow (superposed)
 DPI = 150
+
+
+class Figure(_MplFigure):
+    """A matplotlib Figure that shows itself in Jupyter (and any IPython front end) as a PNG.
+
+    Figures here are built without pyplot, so IPython's inline backend never sees them and its
+    formatter is not registered until pyplot is imported: a plain Figure would show only
+    ``<Figure size ...>``. A `_repr_png_` on the class works whatever was imported first, in every
+    front end and in executed notebooks, and changes nothing for the user's other figures (a
+    formatter registered globally on import would). Where ``%matplotlib inline`` is active its own
+    Figure formatter takes precedence, so a figure is never drawn twice.
+    """
+
+    def _repr_png_(self) -> bytes:
+        import io
+
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100, facecolor="white", bbox_inches="tight")
+        return buffer.getvalue()
 
 
 # --- labels -----------------------------------------------------------------------------------
