@@ -63,7 +63,7 @@ def test_a_run_html_table_has_a_row_per_instance_with_its_measures(run):
 
 
 def test_the_html_table_shows_the_loss_error_when_metrics_have_one(run, monkeypatch):
-    monkeypatch.setattr(run.metrics, "final_loss_stderr", [0.001, 0.002, 0.003], raising=False)
+    monkeypatch.setattr(run.metrics, "final_loss_se", [0.001, 0.002, 0.003], raising=False)
     assert f"<td>{run.metrics.final_loss[2]:.4g} ± 0.003</td>" in run._repr_html_()
 
 

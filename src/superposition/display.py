@@ -2,7 +2,7 @@
 
 The table has the configuration in its caption and one row per saved instance: its configuration
 and restart, the feature probability p (sparsity S = 1 − p), the final loss (with its standard error
-where the metrics hold one, as ``final_loss_stderr``), the features it represents (‖W_i‖ > 0.5) and
+where the metrics hold one, as ``final_loss_se``), the features it represents (‖W_i‖ > 0.5) and
 its dimensions per feature D*. Pure formatting: nothing is printed or written.
 """
 
@@ -58,7 +58,7 @@ def run_html(run: Run) -> str:
     from .analysis import dimensions_per_feature, represented_count
 
     m = run.metrics
-    stderr = getattr(m, "final_loss_stderr", None)
+    stderr = getattr(m, "final_loss_se", None)
     count, d_star = represented_count(run.W).tolist(), dimensions_per_feature(run.W).tolist()
     head = "".join(f"<th>{h}</th>" for h in ("instance", "config", "restart", "p = 1 − S", "loss",
                                               "represented", "D*"))
