@@ -58,7 +58,8 @@ def test_a_run_html_table_has_a_row_per_instance_with_its_measures(run):
     d_star = sp.analysis.dimensions_per_feature(run.W)
     count = sp.analysis.represented_count(run.W)
     assert f"<td>{float(d_star[2]):.3f}</td>" in html and f"<td>{int(count[2])} / 5</td>" in html
-    assert f"<td>{run.metrics.final_loss[1]:.4g}</td>" in html and "<td>0.05</td>" in html
+    loss, error = run.metrics.final_loss[1], run.metrics.final_loss_se[1]
+    assert f"<td>{loss:.4g} ± {error:.2g}</td>" in html and "<td>0.05</td>" in html
     assert "relu_output 5→2" in html and "60 steps" in html
 
 
@@ -116,3 +117,15 @@ def test_interactive_figures_take_a_run_too(run):
     assert len(interactive.dimensionality_slider(run).data) > 0
     assert len(interactive.geometry_slider(run).data) > 0
     assert len(figures.loss_curve_figure(run).axes[0].lines) >= 3
+
+
+def test_a_sweep_outcome_has_a_short_repr_and_a_summary_table(tmp_path):
+    import pandas as pd
+
+    from superposition.sweep.driver import SweepOutcome
+
+    index = pd.DataFrame({"final_loss": [0.1, 0.3], "represented": [2, 4], "p": [1.0, 0.1]})
+    outcome = SweepOutcome(tmp_path, index, chunks=1, trained=1, models_trained=2, seconds=1.5)
+    assert repr(outcome) == f"SweepOutcome({tmp_path}: 2 models in 1 chunks, 1 trained now, 1.5 s)"
+    html = outcome._repr_html_()
+    assert "<table" in html and "final_loss" in html and "0.2" in html and "p</th>" not in html

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
 from torch import Tensor
 
-from .style import _np, hidden_plane
+from .style import Figure, _np, hidden_plane
 
 GENERALISING_TP = 10.0
 """T · (1 − S) where the note's replication comments place the generalising regime."""

@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
 
-from .style import _cmap
+from .style import Figure, _cmap
 
 RATIO_LABEL = "dictionary size / true features (R)"
 ALPHA_LABEL = "L1 coefficient α"

@@ -72,6 +72,19 @@ class SweepOutcome:
     def models_per_second(self) -> float:
         return self.models_trained / self.seconds if self.seconds > 0 else 0.0
 
+    def __repr__(self) -> str:
+        return (f"SweepOutcome({self.path}: {len(self.index)} models in {self.chunks} chunks, "
+                f"{self.trained} trained now, {self.seconds:.1f} s)")
+
+    def _repr_html_(self) -> str:
+        """A one-line summary and the mean, min and max of the headline measures (Jupyter)."""
+        import html
+
+        columns = [c for c in ("final_loss", "represented", "dims_per_feature", "mean_interference")
+                   if c in self.index.columns]
+        table = self.index[columns].agg(["mean", "min", "max"]).to_html(float_format=lambda v: f"{v:.4g}")
+        return f"<p>{html.escape(repr(self))}</p>{table}" if columns else f"<p>{html.escape(repr(self))}</p>"
+
 
 def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, executor: str | Executor = "local",
               workers: int | None = None, ray_address: str | None = None, device: str = "cpu",
