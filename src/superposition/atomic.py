@@ -119,3 +119,24 @@ def remove_temporaries(folder: Path, names: Iterable[str] | None = None) -> list
     for leftover in found:
         leftover.unlink(missing_ok=True)
     return found
+
+
+@contextmanager
+def directory_lock(path: Path, busy: Callable[[], Exception]) -> Iterator[None]:
+    """Hold an exclusive lock on the directory `path` (an flock on the directory itself, so no lock
+    file is left; the kernel releases it when the process dies); when another process holds it,
+    raise ``busy()`` at once. Not POSIX: no cross-process exclusion."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy() from None
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -38,7 +38,7 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
-from .atomic import atomic_write_bytes, atomic_write_json, remove_temporaries
+from .atomic import atomic_write_bytes, atomic_write_json, directory_lock, remove_temporaries
 from .config import ConfigError, RunConfig
 from .data import importance_matrix, probability_matrix
 from .errors import read_json
@@ -258,21 +258,10 @@ def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on the run directory `path` (an flock on the directory itself, so no
     lock file is left; the kernel releases it when the process dies). A second process is refused
     at once with `RunInUseError`."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no cross-process exclusion
+    busy = lambda: RunInUseError(f"{path}: in use by another superposition process training into it; "  # noqa: E731
+                                 "wait for it to finish, or choose another --out")
+    with directory_lock(path, busy):
         yield
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunInUseError(f"{path}: in use by another superposition process training into it; wait for it "
-                                "to finish, or choose another --out") from None
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
 
 
 def prepare_out(config: RunConfig, path: Path, overwrite: bool) -> None:

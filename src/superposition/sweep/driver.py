@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .. import guard
 from .. import run as rundir
-from ..atomic import remove_temporaries
+from ..atomic import directory_lock, remove_temporaries
 from ..backends import ChunkJob, Executor, get_executor, read_models
 from ..config import ConfigError
 from ..run import RunDirError
@@ -147,19 +147,11 @@ def _sweep_lock(out: Path) -> Iterator[None]:
     check_sweep_out(out)
     created = [p for p in (out, *out.parents) if not p.exists()]  # deepest first
     out.mkdir(parents=True, exist_ok=True)
+    busy = lambda: SweepError(f"{out}: in use by another sweep process driving it; wait for it to finish, "  # noqa: E731
+                              "or choose another --out")
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    fd = os.open(out, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SweepError(f"{out}: in use by another sweep process driving it; wait for it to finish, "
-                             "or choose another --out") from None
-        yield
+        with directory_lock(out, busy):
+            yield
     except (ConfigError, RunDirError):
         if created and not any((out / CHUNKS_DIR).glob("*/models.json")):
             shutil.rmtree(out)  # made by this call and nothing finished in it: the corrected command starts afresh
@@ -168,8 +160,6 @@ def _sweep_lock(out: Path) -> Iterator[None]:
                     break
                 folder.rmdir()
         raise
-    finally:
-        os.close(fd)
 
 
 def check_sweep_out(out: Path) -> None:
