@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..atomic import atomic_write_json, temporary_beside
 from .config import SAEConfig, SourceConfig
-from .storage import SAEDirError, check_sae
+from .storage import SAEDirError, check_sae, read_tensors
 from .train import SAERun
 
 CFG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
@@ -98,12 +98,7 @@ def _read_cfg(path: Path) -> dict[str, Any]:
 
 
 def _read_weights(path: Path, cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
-    try:
-        raw = load_file(path / WEIGHTS)
-    except FileNotFoundError:
-        raise SAEDirError(f"{path}: not a SAELens SAE directory (no {WEIGHTS})") from None
-    except Exception as exc:  # safetensors raises several types for damaged files
-        raise SAEDirError(f"{path / WEIGHTS}: unreadable ({exc.__class__.__name__}: {exc})") from None
+    raw = read_tensors(path / WEIGHTS, f"{path}: not a SAELens SAE directory (no {WEIGHTS})")
     d_in, d_sae = cfg["d_in"], cfg["d_sae"]
     shapes = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
     if cfg.get("architecture") == "jumprelu":

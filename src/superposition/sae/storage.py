@@ -71,12 +71,7 @@ def load_sae(path: str | os.PathLike[str]) -> SAERun:
     meta = _json(out / METRICS)
     if not isinstance(meta, dict) or not isinstance(meta.get("n_inputs"), int) or meta["n_inputs"] < 1:
         raise SAEDirError(f"{out / METRICS}: needs a positive integer n_inputs")
-    try:
-        tensors = load_file(out / WEIGHTS)
-    except FileNotFoundError:
-        raise SAEDirError(f"{out}: no {WEIGHTS}") from None
-    except Exception as exc:  # safetensors raises several types for damaged files
-        raise SAEDirError(f"{out / WEIGHTS}: unreadable ({exc.__class__.__name__}: {exc})") from None
+    tensors = read_tensors(out / WEIGHTS, f"{out}: no {WEIGHTS}")
     sae = SAERun(config, {k: tensors[k] for k in TRAINED if k in tensors}, tensors.get("threshold"), meta["n_inputs"],
                  list(meta.get("loss_steps", [])), list(meta.get("loss_curve", [])),
                  list(meta.get("final_loss", [])), float(meta.get("train_seconds", 0.0)), dict(meta.get("extra", {})))
@@ -110,3 +105,14 @@ def check_sae(sae: SAERun, where: str = "SAE") -> None:
         if not bool(((norms - 1).abs() < 1e-3).all()):
             raise SAEDirError(f"{where}: decoder rows must have unit norm (normalize_decoder is on); "
                               f"norms range {float(norms.min()):.4g} to {float(norms.max()):.4g}")
+
+
+def read_tensors(path: Path, missing: str) -> dict:
+    """The tensors of the safetensors file `path`; SAEDirError `missing` when absent, or naming the file
+    when it is damaged."""
+    try:
+        return load_file(path)
+    except FileNotFoundError:
+        raise SAEDirError(missing) from None
+    except Exception as exc:  # safetensors raises several types for damaged files
+        raise SAEDirError(f"{path}: unreadable ({exc.__class__.__name__}: {exc})") from None
