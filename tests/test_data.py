@@ -154,7 +154,7 @@ def test_a_registered_sampler_feeds_training_and_is_deterministic():
         sp.DataConfig(distribution="three_level")
 
 
-def test_configurations_share_initial_weights_unless_told_otherwise():
+def test_configurations_get_independent_initial_weights_unless_told_to_share():
     from superposition.models import init_params
 
     cfg, _ = spec_for([1.0, 0.1, 0.1], restarts=2)
@@ -166,7 +166,8 @@ def test_configurations_share_initial_weights_unless_told_otherwise():
     alone, _ = spec_for([0.1], restarts=2)
     alone = sp.RunConfig(model=alone.model, data=alone.data, train=sp.TrainConfig(restarts=2, share_init=False))
     assert instances(alone).init_seeds == table.init_seeds[2:4]  # wherever the configuration is trained
-    shared = sp.RunConfig(model=cfg.model, data=cfg.data, train=sp.TrainConfig(restarts=2))
+    assert instances(sp.RunConfig(model=cfg.model, data=cfg.data, train=sp.TrainConfig(restarts=2))) == table
+    shared = sp.RunConfig(model=cfg.model, data=cfg.data, train=sp.TrainConfig(restarts=2, share_init=True))
     assert instances(shared).init_seeds == instances(shared).seeds
     w = init_params(cfg.model, table.init_seeds)["W"]
     assert not torch.equal(w[0], w[2]) and torch.equal(w[2], w[4])

@@ -339,9 +339,10 @@ class TrainConfig:
     """Seed of every random draw of the run (initial weights, data, evaluation)."""
     restarts: int = 1
     """Best-of-N: train N instances per configuration and keep the lowest final loss."""
-    share_init: bool = True
-    """Every configuration of the run starts from the same initial weights (per restart); false gives
-    each configuration independent ones (keyed on its values). Data events are shared either way."""
+    share_init: bool = False
+    """Start every configuration of the run from the same initial weights (per restart). By default
+    each configuration gets independent ones, keyed on its own values, so the cells of a grid are
+    independent samples. Data events are shared across configurations either way."""
     keep_all_restarts: bool = False
     """Save every restart instead of only the best one per configuration."""
     log_every: int = 100

@@ -173,7 +173,7 @@ def _load_experiment(path: Path) -> Experiment:
     exp.pngs = _figures(path, meta.get("figures", []))
     exp.rows = _claim_rows(path, name)
     if recipe is not None and recipe.interactive is not None:
-        exp.interactive = recipe.interactive(exp.runs)
+        exp.interactive = recipe.interactive(recipe.analysed(exp.runs))
     exp.interactive.update(_loss_figures(exp.runs))
     return exp
 

@@ -1,7 +1,8 @@
 """Recipes: an experiment of the paper as a declaration, and the machinery that runs it.
 
-A `Recipe` names the run configs it needs (a quick size and the paper's size), how to draw its
-figures from the trained runs, and the paper's claims as checks on those runs. `run_recipe`
+A `Recipe` is four stages: the run configs it needs (a quick size and the paper's size), an
+analysis of the trained runs computed once, the figures drawn from that analysis, and the paper's
+claims as checks on it. `run_recipe`
 trains (or reuses finished runs), saves the figures as PNGs and the claims as claims.json:
 
     OUT/
@@ -44,18 +45,29 @@ class ClaimResult:
 
 @dataclass(frozen=True)
 class Recipe:
-    """An experiment: its runs, figures and claims. Everything else is shared machinery."""
+    """An experiment: its runs, its analysis, figures and claims. Everything else is shared machinery.
+
+    With an `analyse` stage, `figures`, `claims` and `interactive` receive its result (computed once
+    per recipe run) instead of the runs; without one they receive the runs themselves.
+    """
 
     name: str
     section: str
     summary: str
     configs: Callable[[bool], dict[str, RunConfig]]
     """quick -> {run name: config}."""
-    figures: Callable[[dict[str, Run]], dict[str, Figure]]
-    """runs -> {figure name: figure}."""
-    claims: Callable[[dict[str, Run]], list[ClaimResult]]
-    interactive: Callable[[dict[str, Run]], dict[str, Any]] | None = None
-    """runs -> {figure name: plotly figure} for the HTML report (sliders, hover values)."""
+    figures: Callable[[Any], dict[str, Figure]]
+    """analysis (or runs) -> {figure name: figure}."""
+    claims: Callable[[Any], list[ClaimResult]]
+    """analysis (or runs) -> the paper's claims, checked."""
+    interactive: Callable[[Any], dict[str, Any]] | None = None
+    """analysis (or runs) -> {figure name: plotly figure} for the HTML report (sliders, hover values)."""
+    analyse: Callable[[dict[str, Run]], Any] | None = None
+    """runs -> the recipe's analysis result (pure; computed once and shared by the three stages above)."""
+
+    def analysed(self, runs: dict[str, Run]) -> Any:
+        """What the figure, claim and interactive stages receive: `analyse(runs)`, or the runs."""
+        return runs if self.analyse is None else self.analyse(runs)
 
 
 @dataclass
@@ -99,9 +111,10 @@ def run_recipe(recipe: Recipe, out: str | os.PathLike[str], *, quick: bool = Fal
         locations[name] = os.path.relpath(path, out_dir)
         if shared is not None:
             shared[key] = path
-    for name, fig in recipe.figures(result.runs).items():
+    analysis = recipe.analysed(result.runs)
+    for name, fig in recipe.figures(analysis).items():
         result.figures[name] = save_figure(fig, out_dir / f"{name}.png")
-    result.claims = recipe.claims(result.runs)
+    result.claims = recipe.claims(analysis)
     rundir.atomic_write_json(out_dir / "claims.json", [asdict(c) for c in result.claims])
     result.seconds = time.perf_counter() - t0
     rundir.atomic_write_json(out_dir / EXPERIMENT, {
