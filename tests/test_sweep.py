@@ -16,7 +16,6 @@ import torch
 
 import superposition as sp
 from superposition import sweep as sw
-from superposition.backends import MODELS, ChunkJob, chunk_rows, run_chunk
 from superposition.cli import main
 from superposition.config import ConfigError
 from superposition.data import importance_matrix, probability_matrix
@@ -24,6 +23,7 @@ from superposition.run import load_run
 from superposition.sweep import Axis, SweepError, SweepSpec, load_model, load_sweep, plan, run_sweep
 from superposition.sweep import chunks as sw_chunks
 from superposition.sweep import driver as sw_driver
+from superposition.sweep.job import MODELS, ChunkJob, chunk_rows, run_chunk
 
 
 def base_config(steps: int = 30, **train_kw) -> sp.RunConfig:

@@ -34,7 +34,7 @@ import torch
 
 from ..config import ConfigError, RunConfig
 from ..run import RunDirError
-from . import ChunkJob, ChunkResult, run_chunk
+from ..sweep.job import ChunkJob, ChunkResult, run_chunk
 
 _PR_SET_PDEATHSIG = 1
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..config import ConfigError
-from . import ChunkJob, ChunkResult, run_chunk
+from ..sweep.job import ChunkJob, ChunkResult, run_chunk
 
 
 def _ray() -> Any:

@@ -26,7 +26,7 @@ model size and the free memory, `auto_chunk_size`, unless given).
       sweep.json         the spec, every axis value written out, and the chunk size it was planned with
       chunks/c0000/      a run directory (superposition.run) per chunk, plus models.json, written
                          last: one row per model; a chunk is done when models.json exists
-      chunks/c0000.lock  held (flock) by the process working on the chunk
+      chunks/c0000.lock  held (flock) by the process working on the chunk (see superposition.sweep.job)
       index.parquet      one row per model (written when every chunk is done)
 
 Running the same sweep again trains only the chunks without models.json, an interrupted chunk
@@ -36,7 +36,8 @@ each model equals training its point's config alone (`SweepSpec.config`; bit for
 """
 
 # The submodules, each importing only those before it: spec (axes, grid points) -> chunks (packing
-# points into batched runs) -> index (the directory's files, reading results back) -> driver (running).
+# points into batched runs) -> job (one chunk's files, trained by an executor) -> index (the
+# directory's files, reading results back) -> driver (running them on an executor).
 from .chunks import (
     MAX_CHUNK,
     MEMORY_FRACTION,

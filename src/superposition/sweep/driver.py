@@ -12,15 +12,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .. import guard
+from .. import backends, guard
 from .. import run as rundir
 from ..atomic import directory_lock, remove_temporaries
-from ..backends import ChunkJob, Executor, get_executor, read_models
 from ..config import ConfigError
 from ..run import RunDirError
 from ..train import CompileMode, resolve_device
@@ -36,7 +35,11 @@ from .index import (
     read_sweep_json,
     stored_spec,
 )
+from .job import ChunkJob, read_models
 from .spec import SweepSpec, _jsonable, point_config
+
+if TYPE_CHECKING:  # backends import the chunk job from this package
+    from ..backends import Executor
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, executor: str | E
     """
     resolve_device(device)  # no CUDA: a clear ConfigError, as for train
     if isinstance(executor, str):
-        exe = get_executor(executor, workers=workers, address=ray_address, device=device)
+        exe = backends.get_executor(executor, workers=workers, address=ray_address, device=device)
         try:
             return run_sweep(spec, out, executor=exe, device=device, compile=compile, progress=progress,
                              on_progress=on_progress)

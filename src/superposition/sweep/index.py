@@ -11,12 +11,12 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from ..atomic import atomic_write_to, remove_temporaries
-from ..backends import read_models
 from ..config import ConfigError, RunConfig
 from ..errors import read_json
 from ..models import Params, ToyModel
 from ..run import RunDirError, load_run
 from .chunks import Chunk, plan
+from .job import read_models
 from .spec import SweepSpec, _jsonable
 
 SPEC_FILE, INDEX_FILE, CHUNKS_DIR = "sweep.json", "index.parquet", "chunks"
