@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_execution(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
-                   help="compile the training step with torch.compile (auto: for runs of 2000+ steps)")
+                   help="compile the training step with torch.compile (auto: when its measured cost pays)")
     p.add_argument("--overwrite", action="store_true", help="replace finished runs in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -242,7 +242,7 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
                    "free memory); fixed when the sweep directory is created")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
-                   help="compile the training step with torch.compile (auto: for runs of 2000+ steps)")
+                   help="compile the training step with torch.compile (auto: when its measured cost pays)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_sweep)
 

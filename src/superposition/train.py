@@ -20,7 +20,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import guard
+from . import compiling, guard
 from . import run as rundir
 from .analysis.phase import best_restarts
 from .attacks import worst_perturbation
@@ -43,9 +43,6 @@ from .run import Metrics, Run
 
 CompileMode = bool | Literal["auto"]
 StepFn = Callable[..., None]
-
-# Below this many steps a cold compile costs more than it saves.
-AUTO_COMPILE_MIN_STEPS = 2000
 
 
 @dataclass
@@ -62,6 +59,7 @@ class TrainState:
     snapshot_steps: list[int] = field(default_factory=list)
     snapshots: list[Params] = field(default_factory=list)
     optimizer: TorchOptimizer | None = None  # a torch.optim optimiser, when the config names one
+    compiled: bool | None = None  # the path `compile="auto"` chose, once chosen (kept by checkpoints)
 
     def tensors(self) -> dict[str, Tensor]:
         out = {"step": self.step, "loss_sum": self.loss_sum}
@@ -98,6 +96,8 @@ def restore_state(state: TrainState, tensors: dict[str, Tensor], meta: dict) -> 
     state.snapshots = [{k: tensors[f"snapshot.{i}.{k}"] for k in state.params} for i in range(n_snapshots)]
     if state.optimizer is not None:
         state.optimizer.load_state_tensors(tensors)
+    chosen = meta.get("compiled")
+    state.compiled = chosen if isinstance(chosen, bool) else None
 
 
 def check_objective(config: RunConfig, params: Params) -> None:
@@ -238,11 +238,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def should_compile(config: RunConfig, compile: CompileMode) -> bool:
+def should_compile(config: RunConfig, compile: CompileMode, device: torch.device | None = None) -> bool | None:
+    """True or False, or None for "time the first steps and decide" (`superposition.compiling`)."""
     if config.train.torch_optimizer:
         return False  # torch.optim's step runs eagerly
     if compile == "auto":
-        return config.train.steps >= AUTO_COMPILE_MIN_STEPS and shutil.which(os.environ.get("CXX", "g++")) is not None
+        on_cpu = device is None or device.type == "cpu"
+        if on_cpu and shutil.which(os.environ.get("CXX", "g++")) is None:
+            return False  # Inductor needs a C++ compiler on CPU
+        return None
     return bool(compile)
 
 
@@ -319,7 +323,8 @@ def train(config: RunConfig, *, device: str | torch.device = "cpu", compile: Com
     Arguments:
         device: "cpu" (default) or "cuda"/"cuda:N".
         compile: compile the whole step with torch.compile (True), run it eagerly (False), or
-            compile when the run is long enough to repay the compile ("auto").
+            ("auto") time the first steps eagerly and compile the rest when that pays, on this
+            machine's measured costs (`superposition.compiling`).
         progress: show a progress bar.
         out: run directory. An interrupted run in `out` with the same config resumes from its
             last checkpoint; a finished one is an error unless `overwrite`.
@@ -333,10 +338,16 @@ def train(config: RunConfig, *, device: str | torch.device = "cpu", compile: Com
     with rundir.opened(config, out, overwrite) as out_dir:  # a checked, locked run directory
         if out_dir is not None:
             rundir.resume(out_dir, state, config, restore_state)  # the checkpoint is checked first
+        choice = should_compile(config, compile, dev)
+        if choice is None and state.compiled is not None:
+            choice = state.compiled  # a resumed run keeps the path it took
+        state.compiled = choice
         with _keep_freed_memory():
-            step_fn, compiled = _build_step(config, should_compile(config, compile), state.optimizer)
+            step_fn, compiled = _build_step(config, bool(choice), state.optimizer)
             done = _loop(config, state, step_fn, compiled, dev, progress, out_dir, checkpoint_every)
         prov = rundir.provenance(str(dev), done.compiled, started)
+        if done.estimate is not None:
+            prov["compile_choice"] = {**asdict(done.estimate), "compiled": done.compiled}
         run = _finish(config, state, done, prov)
         if out_dir is not None:
             rundir.save_run(run, out_dir)
@@ -400,16 +411,19 @@ def _build_step(config: RunConfig, compiled: bool, optimizer: TorchOptimizer | N
 
 class LoopResult(NamedTuple):
     seconds: float
-    steps_per_second: float  # after the first (possibly compiling) step
+    steps_per_second: float  # after the first step, without the compiling one
     compiled: bool  # False when the compiled step failed and training went on eagerly
+    estimate: compiling.Estimate | None = None  # what compile="auto" weighed, when it decided here
 
 
 def _loop(config: RunConfig, state: TrainState, step_fn: StepFn, compiled: bool, dev: torch.device,
           progress: bool, out_dir: Path | None, checkpoint_every: int | None) -> LoopResult:
-    """Run the remaining steps of `state`, logging, snapshotting and checkpointing on the way."""
+    """Run the remaining steps of `state`, logging, snapshotting and checkpointing on the way. While
+    `state.compiled` is undecided (compile="auto"), the first steps are timed and the step is
+    compiled for the rest of the run when that pays (`superposition.compiling`)."""
     cfg = config.train
     spec = feature_spec(config, device=dev)
-    lrs, l1 = lr_table(cfg).to(dev), l1_vector(config, dev)
+    lrs, l1 = _padded(lr_table(cfg)).to(dev), l1_vector(config, dev)
     finite = config.data.n_train is not None
     inputs = (dataset(config, "train", dev), shuffle_keys(config, dev)) if finite else ()
     start = int(state.step)
@@ -418,21 +432,24 @@ def _loop(config: RunConfig, state: TrainState, step_fn: StepFn, compiled: bool,
         _snapshot(state, 0)
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True,
                desc=config.name, leave=False)
-    t0 = time.perf_counter()
-    t_first = last_ckpt = t0
+    clock = _Clock(state.compiled is None and cfg.steps - start > compiling.PROBE_STEPS + 1, compiled, start + 1)
+    last_ckpt = time.perf_counter()
     for s in range(start + 1, cfg.steps + 1):
+        clock.before()
         try:
             step_fn(state.params, state.exp_avg, state.exp_avg_sq, state.step, state.loss_sum, spec, lrs, l1, *inputs)
         except Exception as exc:
-            if s == start + 1 and _is_compile_failure(exc):
-                warnings.warn(f"torch.compile failed ({exc.__class__.__name__}); training eagerly", stacklevel=3)
-                step_fn, compiled = make_step(config, False), False
-                step_fn(state.params, state.exp_avg, state.exp_avg_sq, state.step, state.loss_sum, spec, lrs, l1,
-                        *inputs)
-            else:
+            if not (s == clock.first_compiled and _is_compile_failure(exc)):
                 raise
-        if s == start + 1:
-            t_first = time.perf_counter()
+            warnings.warn(f"torch.compile failed ({exc.__class__.__name__}); training eagerly", stacklevel=3)
+            step_fn, clock.compiled = make_step(config, False), False
+            step_fn(state.params, state.exp_avg, state.exp_avg_sq, state.step, state.loss_sum, spec, lrs, l1, *inputs)
+        if clock.after(s) and clock.decide(config, dev, cfg.steps - s):
+            state.compiled = True
+            step_fn, clock.compiled = _build_step(config, True)
+            clock.first_compiled = s + 1
+        elif clock.estimate is not None and state.compiled is None:
+            state.compiled = False
         if s % cfg.log_every == 0 or s == cfg.steps:
             _log(state, s, s - (state.loss_steps[-1] if state.loss_steps else 0), bar)
             guard.check_losses(config, state.loss_curve[-1], s)  # stop on divergence
@@ -442,10 +459,65 @@ def _loop(config: RunConfig, state: TrainState, step_fn: StepFn, compiled: bool,
             rundir.save_checkpoint(out_dir, state.tensors(), _checkpoint_meta(config, state))
             last_ckpt = time.perf_counter()
     bar.close()
-    end = time.perf_counter()
-    done = cfg.steps - start
-    rate = (done - 1) / (end - t_first) if done > 1 and end > t_first else 0.0
-    return LoopResult(end - t0, rate, compiled)
+    return clock.result(config, dev, cfg.steps - start)
+
+
+def _padded(table: Tensor) -> Tensor:
+    """The learning-rate table padded to a power of two, so that runs of different lengths share
+    one compiled step (its shape is part of what torch.compile specialises on)."""
+    size = 1 << max(0, (table.numel() - 1).bit_length())
+    return torch.cat([table, table.new_zeros(size - table.numel())])
+
+
+class _Clock:
+    """The loop's timing: the probe of compile="auto", the compiling step, the steady rate."""
+
+    def __init__(self, probing: bool, compiled: bool, first: int):
+        self.probing, self.compiled, self.first = probing, compiled, first
+        self.first_compiled = first if compiled else -1
+        self.t0 = self.t_step = time.perf_counter()
+        self.probe: list[float] = []
+        self.excluded = 0.0  # seconds of the first step and of the compiling step
+        self.compile_s: float | None = None
+        self.estimate: compiling.Estimate | None = None
+
+    def before(self) -> None:
+        self.t_step = time.perf_counter()
+
+    def after(self, s: int) -> bool:
+        """Account for step `s`; True when the probe has just finished."""
+        took = time.perf_counter() - self.t_step
+        if s == self.first or s == self.first_compiled:
+            self.excluded += took
+            if s == self.first_compiled:
+                self.compile_s = took
+            return False
+        if not self.probing:
+            return False
+        self.probe.append(took)
+        if len(self.probe) < compiling.PROBE_STEPS:
+            return False
+        self.probing = False
+        return True
+
+    def decide(self, config: RunConfig, dev: torch.device, remaining: int) -> bool:
+        key = compiling.signature(config, dev)
+        self.estimate = compiling.estimate(key, compiling.median_step(self.probe), remaining)
+        return self.estimate.pays
+
+    def result(self, config: RunConfig, dev: torch.device, done: int) -> LoopResult:
+        end = time.perf_counter()
+        counted = done - 1 - (1 if self.compile_s is not None and self.first_compiled != self.first else 0)
+        steady = end - self.t0 - self.excluded
+        rate = counted / steady if counted > 0 and steady > 0 else 0.0
+        if self.compiled and self.compile_s is not None:
+            compiled_s = steady - sum(self.probe)
+            n_compiled = counted - len(self.probe)
+            speedup = None
+            if self.probe and n_compiled > 0 and compiled_s > 0:
+                speedup = compiling.median_step(self.probe) / (compiled_s / n_compiled)
+            compiling.record(compiling.signature(config, dev), self.compile_s, speedup)
+        return LoopResult(end - self.t0, rate, self.compiled, self.estimate)
 
 
 def _is_compile_failure(exc: Exception) -> bool:
@@ -474,7 +546,7 @@ def _snapshot(state: TrainState, step: int) -> None:
 
 def _checkpoint_meta(config: RunConfig, state: TrainState) -> dict:
     return {"config": config.to_dict(), "step": int(state.step), "loss_steps": state.loss_steps,
-            "loss_curve": state.loss_curve, "snapshot_steps": state.snapshot_steps}
+            "loss_curve": state.loss_curve, "snapshot_steps": state.snapshot_steps, "compiled": state.compiled}
 
 
 def _finish(config: RunConfig, state: TrainState, done: LoopResult, prov: dict) -> Run:

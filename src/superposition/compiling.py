@@ -1,0 +1,139 @@
+"""When compiling the training step pays: a decision on measured cost, not on a step count.
+
+`train(..., compile="auto")` runs its first steps eagerly (they are real training steps; both paths
+consume identical data), times them, and compiles the rest of the run when
+
+    remaining steps × (eager step − compiled step) > cost of compiling,
+
+where the compiled step and the compile cost come from what this machine measured before for the
+same step (`signature`): the record `superposition-compiles.json` beside torch's Inductor cache, so
+wiping that cache forgets the records too. A record keeps the compile (or cache-load) times and the
+eager/compiled speed-up measured within one run (a ratio, so a busy machine skews it less than it
+skews absolute times). Never seen before, the step is assumed `DEFAULT_SPEEDUP` times faster compiled
+and to compile as slowly as the slowest compile recorded here (or `DEFAULT_COLD_COMPILE_S`). The
+second run of a step on a machine therefore knows that loading it is cheap.
+
+The decision depends on timings, so two `auto` runs of one config may take different paths (whose
+results agree to float rounding, not bit for bit); `compile=True` or `False` gives bit-identical
+reruns. A resumed run keeps the path its checkpoint recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .atomic import atomic_write_json
+from .config import RunConfig
+
+RECORD_FILE = "superposition-compiles.json"
+DEFAULT_SPEEDUP = 3.0
+"""Assumed eager/compiled step-time ratio of a step never compiled here (measured: 4-10× at small
+sizes, 2-5× at 400 → 30 on 2 CPU cores)."""
+DEFAULT_COLD_COMPILE_S = 15.0
+"""Assumed cost of a first compile when none has been recorded on this machine (measured 8-15 s on
+2 CPU cores for the paper's models; a cache load takes 1-3 s)."""
+PROBE_STEPS = 4
+"""Eager steps timed (after one warm-up step) before deciding."""
+_KEEP = 5  # recorded compile times kept per step
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What the decision weighed, in seconds (kept in the run's provenance)."""
+
+    eager_step: float
+    compiled_step: float
+    compile: float
+    remaining: int
+    recorded: bool
+    """Whether the compiled figures were measured here before (else assumed)."""
+
+    @property
+    def pays(self) -> bool:
+        return self.remaining * (self.eager_step - self.compiled_step) > self.compile
+
+
+def signature(config: RunConfig, device: torch.device | str) -> str:
+    """A key of everything the compiled step depends on: the config without the values that are only
+    tensor data (feature probabilities, importance, λ, learning rates, seeds) or that stay outside
+    the step (steps, logging), plus the device and torch's version."""
+    data, train = config.data, config.train
+    n_configs = data.n_configs
+    data = replace(data, feature_probability=(1.0,) * n_configs, importance=None, importance_decay=1.0)
+    train = replace(train, steps=1, seed=0, lr=1.0, warmup_steps=0, schedule="constant", log_every=1,
+                    snapshot_every=None, keep_all_restarts=False, l1_hidden=1.0 if train.has_l1 else 0.0,
+                    eval_batches=1)
+    key = json.dumps([replace(config, data=data, train=train, name="").to_dict(), str(device), torch.__version__],
+                     sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def record_path() -> Path:
+    """`compiles.json` in torch's Inductor cache directory (honours TORCHINDUCTOR_CACHE_DIR)."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+        return Path(cache_dir()) / RECORD_FILE
+    except Exception:  # pragma: no cover - a torch without that helper
+        return Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR", "/tmp/torchinductor")) / RECORD_FILE
+
+
+def read_records(path: Path | None = None) -> dict[str, dict]:
+    """The records, or none when the file is missing or unreadable (it is only a hint)."""
+    try:
+        raw = json.loads((path or record_path()).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in raw.items() if _valid(v)} if isinstance(raw, dict) else {}
+
+
+def _numbers(value: object, positive: bool = False) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and (x > 0 if positive else x >= 0) for x in value)
+
+
+def _valid(entry: object) -> bool:
+    return (isinstance(entry, dict) and _numbers(entry.get("compile_s")) and len(entry["compile_s"]) > 0
+            and _numbers(entry.get("speedup", []), positive=True))
+
+
+def estimate(key: str, eager_step: float, remaining: int, records: dict[str, dict] | None = None) -> Estimate:
+    """The decision's inputs for a step of signature `key` whose eager step took `eager_step` s."""
+    records = read_records() if records is None else records
+    entry = records.get(key)
+    if entry is not None:
+        speedup = statistics.median(entry["speedup"]) if entry.get("speedup") else DEFAULT_SPEEDUP
+        return Estimate(eager_step, eager_step / speedup, min(entry["compile_s"]), remaining, True)
+    colds = [max(e["compile_s"]) for e in records.values()]
+    cold = max(colds) if colds else DEFAULT_COLD_COMPILE_S
+    return Estimate(eager_step, eager_step / DEFAULT_SPEEDUP, cold, remaining, False)
+
+
+def record(key: str, compile_s: float, speedup: float | None = None, path: Path | None = None) -> None:
+    """Add a measured compile (or cache load) time for `key`, and the eager/compiled speed-up when the
+    run measured both. Best effort: an unwritable cache directory only loses the hint."""
+    path = path or record_path()
+    records = read_records(path)
+    entry = records.get(key, {"compile_s": [], "speedup": []})
+    speedups = entry.get("speedup", []) + ([round(speedup, 3)] if speedup else [])
+    records[key] = {"compile_s": [*entry["compile_s"], round(compile_s, 4)][-_KEEP:], "speedup": speedups[-_KEEP:]}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, records)
+    except OSError:
+        pass
+
+
+def median_step(times: list[float]) -> float:
+    return statistics.median(times) if times else 0.0
+
+
+__all__ = ["DEFAULT_COLD_COMPILE_S", "DEFAULT_SPEEDUP", "PROBE_STEPS", "Estimate", "estimate", "read_records", "record",
+           "record_path", "signature"]

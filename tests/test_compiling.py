@@ -1,0 +1,125 @@
+"""compile="auto": the decision on measured cost, its records, and runs that switch paths mid-way."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+import superposition as sp
+from superposition import compiling
+from superposition.train import _padded
+
+
+def small(steps: int = 40, **train) -> sp.RunConfig:
+    return sp.RunConfig(model=sp.ModelConfig("relu_output", n_features=5, n_hidden=2),
+                        data=sp.DataConfig(feature_probability=(1.0, 0.1)), train=sp.TrainConfig(steps=steps, **train))
+
+
+@pytest.fixture
+def records(tmp_path, monkeypatch):
+    """Records in a temporary file instead of the machine's Inductor cache."""
+    path = tmp_path / compiling.RECORD_FILE
+    monkeypatch.setattr(compiling, "record_path", lambda: path)
+    return path
+
+
+def test_signature_ignores_tensor_data_but_not_what_the_step_bakes_in():
+    base = small()
+    key = compiling.signature(base, "cpu")
+    same = replace(base, data=replace(base.data, feature_probability=(0.5, 0.01), importance_decay=0.9),
+                   train=replace(base.train, steps=999, seed=3, lr=0.01, log_every=7), name="other")
+    assert compiling.signature(same, "cpu") == key
+    assert compiling.signature(base, "cuda") != key
+    for changed in (replace(base.train, batch_size=512), replace(base.train, weight_decay=0.1)):
+        assert compiling.signature(replace(base, train=changed), "cpu") != key
+    assert compiling.signature(replace(base, data=replace(base.data, feature_probability=(1.0,))), "cpu") != key
+
+
+def test_unseen_step_assumes_defaults_and_the_slowest_recorded_compile(records):
+    est = compiling.estimate("new", eager_step=0.003, remaining=1000, records={})
+    assert est.compile == compiling.DEFAULT_COLD_COMPILE_S and not est.recorded
+    assert est.compiled_step == pytest.approx(0.003 / compiling.DEFAULT_SPEEDUP)
+    assert not est.pays  # 1000 × 2 ms saved < 15 s of compiling
+    assert compiling.estimate("new", 0.003, 10_000_000, records={}).pays
+    seen = {"a": {"compile_s": [30.0, 2.0], "speedup": [5.0]}, "b": {"compile_s": [9.0], "speedup": []}}
+    assert compiling.estimate("new", 0.003, 1000, records=seen).compile == 30.0  # the slowest cold compile
+
+
+def test_a_recorded_step_uses_its_cache_load_time_and_speedup(records):
+    compiling.record("k", 12.0, speedup=8.0)
+    compiling.record("k", 1.5, speedup=10.0)
+    compiling.record("k", 1.7)  # compile=True: no eager steps to compare with
+    est = compiling.estimate("k", eager_step=0.002, remaining=2000)
+    assert est.recorded and est.compile == 1.5 and est.compiled_step == pytest.approx(0.002 / 9.0)
+    assert est.pays  # 2000 × 1.8 ms = 3.6 s saved > 1.5 s to load
+    assert json.loads(records.read_text())["k"]["compile_s"] == [12.0, 1.5, 1.7]
+
+
+@pytest.mark.parametrize("content", ["not json", "[1, 2]", '{"k": {"compile_s": "x"}}', '{"k": {"compile_s": [-1]}}',
+                                     '{"k": {"compile_s": [1], "speedup": [0]}}'])
+def test_a_damaged_record_is_ignored(records, content):
+    records.write_text(content)
+    assert compiling.read_records() == {}
+    compiling.record("k", 2.0)  # and replaced
+    assert compiling.read_records()["k"]["compile_s"] == [2.0]
+
+
+def test_padded_learning_rates_share_shapes_across_step_counts():
+    assert _padded(torch.ones(3000)).shape == _padded(torch.ones(4000)).shape == (4096,)
+    table = torch.arange(5.0)
+    assert torch.equal(_padded(table)[:5], table) and _padded(table).shape == (8,)
+    assert _padded(torch.ones(1)).shape == (1,)
+
+
+def test_auto_stays_eager_when_compiling_cannot_pay_and_says_why(records, tmp_path):
+    run = sp.train(small(steps=40), compile="auto", progress=False, out=tmp_path / "run")
+    assert not run.metrics.compiled
+    choice = json.loads((tmp_path / "run" / "provenance.json").read_text())["compile_choice"]
+    assert choice["remaining"] == 40 - 1 - compiling.PROBE_STEPS and not choice["compiled"]
+    assert choice["eager_step"] > 0 and choice["compile"] == compiling.DEFAULT_COLD_COMPILE_S
+
+
+def test_auto_switches_to_the_compiled_step_mid_run_on_the_same_data(records, monkeypatch):
+    config = small(steps=30)
+    eager = sp.train(config, compile=False, progress=False)
+    monkeypatch.setattr(compiling, "DEFAULT_COLD_COMPILE_S", 0.0)  # compiling "pays" at once
+    monkeypatch.setattr(compiling, "DEFAULT_SPEEDUP", 1e6)
+    switched = sp.train(config, compile="auto", progress=False)
+    assert switched.metrics.compiled
+    for k, v in eager.params.items():
+        torch.testing.assert_close(switched.params[k], v, rtol=1e-4, atol=1e-5)
+    entry = compiling.read_records()[compiling.signature(config, "cpu")]
+    assert len(entry["compile_s"]) == 1 and len(entry["speedup"]) == 1
+
+
+def test_short_runs_never_probe(records):
+    run = sp.train(small(steps=compiling.PROBE_STEPS + 1), compile="auto", progress=False)
+    assert not run.metrics.compiled and "compile_choice" not in run.provenance
+
+
+def test_a_resumed_auto_run_keeps_the_path_its_checkpoint_chose(records, tmp_path, monkeypatch):
+    from superposition import run as rundir
+    from superposition.train import init_state, restore_state
+
+    config = small(steps=40)
+    out = tmp_path / "run"
+    real = rundir.save_checkpoint
+
+    def crash(*args, **kwargs):
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rundir, "save_checkpoint", crash)
+        with pytest.raises(KeyboardInterrupt):
+            sp.train(config, compile="auto", progress=False, out=out, checkpoint_every=20)
+    state = init_state(config, torch.device("cpu"))
+    rundir.resume(out, state, config, restore_state)
+    assert state.compiled is False and int(state.step) == 20
+    resumed = sp.train(config, compile="auto", progress=False, out=out)
+    straight = sp.train(config, compile=False, progress=False)
+    for k, v in straight.params.items():
+        assert torch.equal(resumed.params[k], v)  # eager throughout: bit for bit
