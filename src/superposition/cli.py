@@ -43,8 +43,8 @@ def _interrupted() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(list_recipes=not argv or argv[0] in ("run", "-h", "--help"))
     if not argv:  # no command: the usage, once, and the list of commands
         parser.print_help(sys.stderr)
         return 2
@@ -52,7 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return handle_errors(lambda: args.handler(args), _fail, _interrupted)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(list_recipes: bool = True) -> argparse.ArgumentParser:
+    """The command line. `list_recipes` False skips importing the recipes (and matplotlib with them)
+    just to list their names in `run`'s help, for every other command's start-up time."""
     parser = _Parser(prog="superposition", description="Toy models of superposition: train, analyse, reproduce.")
     parser.add_argument("--version", action="version", version=f"superposition {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -61,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run", type=Path, help="run directory")
     show.add_argument("--json", action="store_true", help="print the table as JSON lines")
     show.set_defaults(handler=cmd_show)
-    _add_run(sub.add_parser("run", help="run one of the paper's experiments (trains, draws, checks claims)"))
+    _add_run(sub.add_parser("run", help="run one of the paper's experiments (trains, draws, checks claims)"),
+             list_recipes)
     _add_reproduce(sub.add_parser("reproduce", help="run every experiment: claim scorecard and HTML report"))
     report = sub.add_parser("report", help="build a self-contained HTML report of runs or experiments")
     report.add_argument("dir", type=Path, help="a reproduce, experiment or run directory, or a folder of runs")
@@ -91,10 +94,13 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_train)
 
 
-def _add_run(p: argparse.ArgumentParser) -> None:
-    from .experiments import RECIPES
+def _add_run(p: argparse.ArgumentParser, list_recipes: bool) -> None:
+    names = "see superposition run --help"
+    if list_recipes:
+        from .experiments import RECIPES
 
-    p.add_argument("experiment", metavar="NAME", help=f"one of: {', '.join(RECIPES)}")
+        names = ", ".join(RECIPES)
+    p.add_argument("experiment", metavar="NAME", help=f"one of: {names}")
     p.add_argument("--quick", action="store_true", help="a smaller configuration that runs in about a minute")
     p.add_argument("--out", type=Path, help="output directory (default runs/NAME, or runs/NAME-quick)")
     _add_execution(p)

@@ -20,10 +20,13 @@ reruns. A resumed run keeps the path its checkpoint recorded.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import os
+import re
 import statistics
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -76,13 +79,17 @@ def signature(config: RunConfig, device: torch.device | str) -> str:
 
 
 def record_path() -> Path:
-    """`compiles.json` in torch's Inductor cache directory (honours TORCHINDUCTOR_CACHE_DIR)."""
-    try:
-        from torch._inductor.runtime.cache_dir_utils import cache_dir
-
-        return Path(cache_dir()) / RECORD_FILE
-    except Exception:  # pragma: no cover - a torch without that helper
-        return Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR", "/tmp/torchinductor")) / RECORD_FILE
+    """The record file in torch's Inductor cache directory: TORCHINDUCTOR_CACHE_DIR, else torch's
+    default ``TMP/torchinductor_USER``, worked out here because importing torch._inductor to ask it
+    takes a second, which an eager run should not pay."""
+    folder = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if folder is None:
+        try:
+            user = getpass.getuser()
+        except (KeyError, ModuleNotFoundError, OSError):
+            user = f"uid_{os.getuid()}" if hasattr(os, "getuid") else "unknown_user"
+        folder = os.path.join(tempfile.gettempdir(), "torchinductor_" + re.sub(r'[\\/:*?"<>|]', "_", user))
+    return Path(folder).absolute() / RECORD_FILE
 
 
 def read_records(path: Path | None = None) -> dict[str, dict]:
