@@ -33,4 +33,5 @@ def tiny_reproduction(out: Path, **kwargs):
         mp.setattr(experiments, "RECIPES", dict(TINY))
         mp.setattr("superposition.reproduce.RECIPES", experiments.RECIPES)
         mp.setattr("superposition.report.RECIPES", experiments.RECIPES)
+        kwargs.setdefault("jobs", 1)  # worker processes would not see the swapped registry
         return reproduce(out, quick=True, compile=False, progress=False, **kwargs)

@@ -87,3 +87,24 @@ def test_recipes_needing_the_same_config_share_one_run(tmp_path):
         "relu_output": "../intro/relu_output"}
     assert second.claims == first.claims
     assert "twin" in build_report(tmp_path / "twin", tmp_path / "twin.html").read_text()
+
+
+def test_recipes_that_train_the_same_config_share_a_worker():
+    from superposition.reproduce import _sharing_groups
+
+    groups = _sharing_groups(["intro", "basic", "loss-decomposition", "uniform", "geometry", "l1-hidden"], quick=True)
+    assert ["basic", "loss-decomposition"] in groups and ["uniform", "geometry"] in groups
+    assert sorted(n for g in groups for n in g) == sorted(["intro", "basic", "loss-decomposition", "uniform",
+                                                           "geometry", "l1-hidden"])
+
+
+def test_parallel_experiments_give_the_scorecard_of_a_serial_reproduction(tmp_path):
+    from superposition.reproduce import reproduce
+
+    names = ["intro", "l1-hidden"]
+    serial = reproduce(tmp_path / "serial", quick=True, only=names, compile=False, progress=False, report=False, jobs=1)
+    parallel = reproduce(tmp_path / "parallel", quick=True, only=names, compile=False, progress=False, report=False,
+                         jobs=2)
+    assert [e.name for e in parallel.experiments] == names  # registry order, whichever finished first
+    assert [(r.claim, r.measured, r.status) for r in parallel.rows] == [(r.claim, r.measured, r.status)
+                                                                        for r in serial.rows]

@@ -111,6 +111,8 @@ def _add_reproduce(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="smaller configurations (minutes instead of hours)")
     p.add_argument("--out", type=Path, help="output directory (default runs/reproduce, or runs/reproduce-quick)")
     p.add_argument("--only", metavar="NAME,...", help="comma-separated experiments to run (default: all)")
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help="experiments run at once in worker processes (default: one per CPU core; 1 on a GPU)")
     _add_execution(p)
     p.set_defaults(handler=cmd_reproduce)
 
@@ -363,7 +365,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"{record.name}: {state} in {record.seconds:.0f} s", file=sys.stderr if args.quiet else sys.stdout)
 
     card = reproduce(out, quick=args.quick, only=only, device=args.device, compile=_compile_mode(args.compile),
-                     progress=not args.quiet, overwrite=args.overwrite, on_experiment=announce)
+                     progress=not args.quiet, overwrite=args.overwrite, jobs=args.jobs, on_experiment=announce)
     print(format_scorecard(card))
     print(f"scorecard  {out / 'scorecard.md'}")
     print(f"report     {out / 'report.html'}")

@@ -9,14 +9,22 @@
 The scorecard is rewritten after each experiment, so an interrupted reproduction keeps what it
 finished; run again, finished runs are reused instead of retrained. An experiment that fails is a
 row with status "error" (its traceback in NAME/error.txt); the others go on.
+
+On a CPU the experiments run in `jobs` worker processes at once (one per core by default, one torch
+thread each: the paper's models are too small for two threads to pay, and two processes keep both
+cores busy). Experiments that train a run of the same config (basic and loss-decomposition) go to the
+same worker, in order, so the run is trained once. Results agree across `jobs` to float rounding
+(a different thread count can change the order of a sum).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -77,23 +85,29 @@ def select_recipes(only: Sequence[str] | None) -> list[str]:
 
 def reproduce(out: str | os.PathLike[str], *, quick: bool = False, only: Sequence[str] | None = None,
               device: str = "cpu", compile: CompileMode = "auto", progress: bool = True, overwrite: bool = False,
-              report: bool = True, on_experiment: Callable[[ExperimentRecord], None] | None = None) -> Scorecard:
+              report: bool = True, jobs: int | None = None,
+              on_experiment: Callable[[ExperimentRecord], None] | None = None) -> Scorecard:
     """Run the selected recipes into ``out/NAME`` and return the scorecard (also written to `out`).
 
-    `on_experiment` is called after each experiment (the CLI prints a line there).
+    `jobs`: experiments run at once in worker processes (default: one per CPU core on a CPU, one
+    on a GPU; 1 runs them in this process). `on_experiment` is called after each experiment (the
+    CLI prints a line there).
     """
     out_dir = Path(out)
     names = select_recipes(only)
     check_out_dir(out_dir, "reproduction")
     out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = _jobs(jobs, device)
     card = Scorecard(quick)
-    shared: dict[str, Path] = {}  # recipes that need the same config (e.g. basic, loss-decomposition) share it
-    bar = tqdm(names, desc="experiments", unit="exp", disable=not progress, dynamic_ncols=True)
-    for name in bar:
+    done: dict[str, tuple[ExperimentRecord, list[ScoreRow]]] = {}
+    bar = tqdm(total=len(names), desc="experiments", unit="exp", disable=not progress, dynamic_ncols=True)
+    args = (quick, device, compile, progress and jobs == 1, overwrite)
+    for name, record, rows in _results(names, out_dir, args, jobs):
+        done[name] = (record, rows)
         bar.set_postfix_str(name)
-        record, rows = _run_one(name, out_dir / name, quick, device, compile, progress, overwrite, shared)
-        card.experiments.append(record)
-        card.rows.extend(rows)
+        bar.update()
+        card.experiments = [done[n][0] for n in names if n in done]  # registry order, whatever finished first
+        card.rows = [row for n in names if n in done for row in done[n][1]]
         write_scorecard(card, out_dir)
         if on_experiment is not None:
             on_experiment(record)
@@ -103,6 +117,68 @@ def reproduce(out: str | os.PathLike[str], *, quick: bool = False, only: Sequenc
 
         build_report(out_dir)
     return card
+
+
+def _jobs(jobs: int | None, device: str) -> int:
+    if jobs is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return 1 if device != "cpu" else max(1, min(cores, 8))
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"jobs = {jobs!r} is invalid: must be a positive integer")
+    return jobs
+
+
+def _results(names: list[str], out_dir: Path, args: tuple, jobs: int) -> Iterator[tuple[str, ExperimentRecord,
+                                                                                       list[ScoreRow]]]:
+    """(name, record, rows) of each experiment as it finishes."""
+    groups = _sharing_groups(names, args[0])
+    if jobs == 1 or len(groups) == 1:
+        shared: dict[str, Path] = {}  # recipes that need the same config (e.g. basic, loss-decomposition) share it
+        for name in names:
+            yield (name, *_run_one(name, out_dir / name, *args, shared))
+        return
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+    with ProcessPoolExecutor(max_workers=min(jobs, len(groups)), mp_context=context,
+                             initializer=_worker_init) as pool:
+        pending: set[Future] = {pool.submit(_run_group, group, out_dir, args) for group in groups}
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    yield from future.result()
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+
+def _sharing_groups(names: list[str], quick: bool) -> list[list[str]]:
+    """The recipes cut into groups that share no run config (each group in registry order). A recipe
+    whose configs cannot be built is a group of its own (running it records the error)."""
+    groups: list[tuple[set[str], list[str]]] = []
+    for name in names:
+        try:
+            keys = {config.to_json() for config in get_recipe(name).configs(quick).values()}
+        except Exception:
+            keys = set()
+        joined = [g for g in groups if g[0] & keys]
+        groups = [g for g in groups if not g[0] & keys]
+        merged = (keys.union(*(g[0] for g in joined)), [n for g in joined for n in g[1]] + [name])
+        groups.append(merged)
+    order = {n: i for i, n in enumerate(names)}
+    groups.sort(key=lambda g: min(order[n] for n in g[1]))
+    return [sorted(g[1], key=order.__getitem__) for g in groups]
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _run_group(group: list[str], out_dir: Path, args: tuple) -> list[tuple[str, ExperimentRecord, list[ScoreRow]]]:
+    shared: dict[str, Path] = {}
+    return [(name, *_run_one(name, out_dir / name, *args, shared)) for name in group]
 
 
 def _run_one(name: str, path: Path, quick: bool, device: str, compile: CompileMode, progress: bool,
