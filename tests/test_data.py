@@ -171,3 +171,19 @@ def test_configurations_get_independent_initial_weights_unless_told_to_share():
     assert instances(shared).init_seeds == instances(shared).seeds
     w = init_params(cfg.model, table.init_seeds)["W"]
     assert not torch.equal(w[0], w[2]) and torch.equal(w[2], w[4])
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"distribution": "correlated", "set_size": 2}, {"distribution": "anticorrelated", "set_size": 3},
+    {"distribution": "exactly_k", "n_active": 2}, {"signed": True, "magnitude": "folded_normal"},
+    {"magnitude": "exponential", "normalize": True}])
+def test_eager_batches_drawn_in_blocks_of_rows_equal_whole_batches(monkeypatch, options):
+    import superposition.data as data_module
+
+    keys = torch.tensor([3, -7, 11], dtype=torch.int64)
+    spec = data_module.FeatureSpec(keys, keys * 5 + 1, torch.full((3, 6), 0.4), torch.ones(3, 6))
+    step = torch.tensor(9)
+    whole = data_module.sample(spec, step, 50, **options)
+    monkeypatch.setattr(data_module, "EAGER_BLOCK_ELEMENTS", 40)  # blocks of 2 rows of 3 × 6 elements
+    assert len(data_module._row_blocks(spec, 50)) == 25
+    assert torch.equal(data_module.sample(spec, step, 50, **options), whole)

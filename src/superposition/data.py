@@ -64,11 +64,13 @@ def mix(z: Tensor) -> Tensor:
     return z ^ _lsr(z, 31)
 
 
-def random_bits(keys: Tensor, step: Tensor, batch: int, width: int) -> Tensor:
+def random_bits(keys: Tensor, step: Tensor, batch: int, width: int, rows: tuple[int, int] | None = None) -> Tensor:
     """64 random bits per element, ``[inst, batch, width]``: element i of step t of each key's
-    stream is mix(key + (t * batch * width + i + 1) * golden), i.e. SplitMix64 with skip-ahead."""
-    index = torch.arange(batch * width, dtype=torch.int64, device=keys.device).view(1, batch, width)
-    counter = step.to(torch.int64) * (batch * width) + index + 1
+    stream is mix(key + (t * batch * width + i + 1) * golden), i.e. SplitMix64 with skip-ahead.
+    With `rows` = (start, stop), only those rows of the batch, ``[inst, stop - start, width]``."""
+    start, stop = rows if rows is not None else (0, batch)
+    index = torch.arange(start * width, stop * width, dtype=torch.int64, device=keys.device)
+    counter = step.to(torch.int64) * (batch * width) + index.view(1, stop - start, width) + 1
     return mix(keys.view(-1, 1, 1) + counter * _signed(_GOLDEN))
 
 
@@ -115,8 +117,32 @@ def sample(spec: FeatureSpec, step: Tensor, batch: int, distribution: str = "ind
     if distribution not in _BUILTIN:
         x = DISTRIBUTIONS.get(distribution)(Stream(spec.keys, step), batch, spec.probability)
         return _normalized(x) if normalize else x
+    blocks = _row_blocks(spec, batch)
+    parts = [_sample_rows(spec, step, batch, rows, distribution, set_size, signed, n_active, magnitude)
+             for rows in blocks]
+    x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+    return _normalized(x) if normalize else x
+
+
+EAGER_BLOCK_ELEMENTS = 1 << 18
+"""Eagerly, a large batch is drawn in blocks of rows of about this many elements: each of the
+hash's ~25 passes then stays in cache (measured 3.1× faster at 400 features × 10 instances on 2 CPU
+cores). Compiled, the whole batch is one fused loop anyway. Same numbers either way."""
+
+
+def _row_blocks(spec: FeatureSpec, batch: int) -> list[tuple[int, int]]:
+    per_row = spec.probability.shape[0] * spec.probability.shape[-1]
+    if torch.compiler.is_compiling() or spec.keys.device.type != "cpu" or per_row * batch <= 2 * EAGER_BLOCK_ELEMENTS:
+        return [(0, batch)]
+    step = max(1, EAGER_BLOCK_ELEMENTS // per_row)
+    return [(r, min(batch, r + step)) for r in range(0, batch, step)]
+
+
+def _sample_rows(spec: FeatureSpec, step: Tensor, batch: int, rows: tuple[int, int], distribution: str,
+                 set_size: int | None, signed: bool, n_active: int | None, magnitude: str) -> Tensor:
+    """Rows `rows` of the batch of `sample` (every builtin law is elementwise or row-wise)."""
     n_feat = spec.probability.shape[-1]
-    bits = random_bits(spec.keys, step, batch, n_feat)
+    bits = random_bits(spec.keys, step, batch, n_feat, rows)
     value = _magnitude(bits, magnitude, signed)
     if distribution == "independent":
         keep = _unit(bits, 0) < spec.probability.unsqueeze(1)
@@ -124,9 +150,8 @@ def sample(spec: FeatureSpec, step: Tensor, batch: int, distribution: str = "ind
         keep = _exactly_k(_unit(bits, 0), n_active)
     else:
         assert set_size is not None
-        keep = _set_mask(spec, step, batch, n_feat, set_size, distribution == "anticorrelated")
-    x = torch.where(keep, value, 0.0)
-    return _normalized(x) if normalize else x
+        keep = _set_mask(spec, step, batch, n_feat, set_size, distribution == "anticorrelated", rows)
+    return torch.where(keep, value, 0.0)
 
 
 def draw(spec: FeatureSpec, step: Tensor, batch: int, data: DataConfig) -> Tensor:
@@ -165,14 +190,14 @@ def _normalized(x: Tensor) -> Tensor:
 
 
 def _set_mask(spec: FeatureSpec, step: Tensor, batch: int, n_feat: int, set_size: int,
-              exclusive: bool) -> Tensor:
+              exclusive: bool, rows: tuple[int, int] | None = None) -> Tensor:
     """Which features are on when features come in sets of `set_size` consecutive features.
 
     A set is active with the probability of its first feature. Correlated: every member of an
     active set is on. Anticorrelated (`exclusive`): exactly one uniformly chosen member is on.
     """
     n_sets = n_feat // set_size
-    bits = random_bits(spec.set_keys, step, batch, n_sets)
+    bits = random_bits(spec.set_keys, step, batch, n_sets, rows)
     p_set = spec.probability[:, ::set_size].unsqueeze(1)  # [inst, 1, sets]
     active = (_unit(bits, 0) < p_set).repeat_interleave(set_size, dim=-1)
     if not exclusive:
