@@ -251,3 +251,30 @@ def test_compiled_step_equals_eager():
     for name, value in eager.params.items():
         assert torch.allclose(compiled.params[name], value, atol=1e-5), name
     assert torch.allclose(compiled.threshold, eager.threshold, atol=1e-5)
+
+
+@pytest.mark.parametrize("parts", [{}, {"hidden_activation": "gelu", "hidden_bias": True},
+                                   {"tied": False, "output_activation": "identity"}, {"embedding_dim": 9}])
+def test_readout_is_the_second_half_of_forward_so_any_composed_model_can_be_spliced(parts):
+    from superposition.models import forward, init_params, readout
+
+    model = ModelConfig("relu_output", n_features=6, n_hidden=3, **parts)
+    params = init_params(model, [1, 2])
+    x = torch.rand(2, 16, 6)
+    fwd = forward(model, params, x)
+    torch.testing.assert_close(readout(model, params, fwd.hidden), fwd.output)
+    out = sm.spliced_loss(lambda h: readout(model, {k: v[:1].expand(h.shape[0], *v.shape[1:])
+                                                    for k, v in params.items()}, h),
+                          x[:1], torch.ones(1, 6), fwd.hidden[:1], torch.cat([fwd.hidden[:1], 0 * fwd.hidden[:1]]),
+                          lambda o, g, w: (w.unsqueeze(1) * (o - g) ** 2).mean(dim=(1, 2)))
+    torch.testing.assert_close(out.spliced, torch.stack([out.clean[0], out.ablated[1]]))  # exact, then ablated
+    assert out.clean[0] > 0 and not torch.isclose(out.clean[0], out.ablated[0])
+
+
+def test_a_custom_module_has_no_readout():
+    from superposition.config import ConfigError
+    from superposition.models import readout
+
+    with pytest.raises(ConfigError, match="hidden layer"):
+        readout(ModelConfig(custom="tests.engine_models:GeluOutput", n_features=5, n_hidden=2), {},
+                torch.zeros(1, 2, 2))

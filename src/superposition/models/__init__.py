@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..config import MODEL_KINDS, ModelConfig
+from ..config import MODEL_KINDS, ConfigError, ModelConfig
 from ..registry import TARGETS
 from . import composed, custom, fused
 from .base import Forward, LossAndGrads, Params, instance_loss
@@ -22,7 +22,7 @@ from .fused import gradient_fn, loss_and_grads, loss_and_grads_unrolled
 
 __all__ = [
     "FROZEN", "Forward", "LossAndGrads", "Params", "ToyModel", "feature_directions", "forward", "gradient_fn",
-    "init_params", "instance_loss", "loss_and_grads", "loss_and_grads_unrolled", "param_shapes", "target",
+    "init_params", "instance_loss", "loss_and_grads", "loss_and_grads_unrolled", "param_shapes", "readout", "target",
     "trainable",
 ]
 
@@ -59,6 +59,15 @@ def forward(model: ModelConfig | str, params: Params, x: Tensor) -> Forward:
     if model.fused_kind is not None:
         return fused.forward(model.fused_kind, params, x)
     return composed.forward(model, params, x)
+
+
+def readout(model: ModelConfig, params: Params, hidden: Tensor) -> Tensor:
+    """The output ``[inst, batch, feat]`` from the hidden layer ``[inst, batch, hidden]`` (what
+    `forward` does after it), for every model but a custom module, whose forward is one piece."""
+    if model.custom:
+        raise ConfigError(f"model.custom = {model.custom!r}: a custom module's forward cannot be entered at its "
+                          "hidden layer, so nothing can be spliced in there")
+    return composed.readout(model, params, hidden)
 
 
 def target(name: str, x: Tensor) -> Tensor:

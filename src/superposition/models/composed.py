@@ -80,7 +80,7 @@ def _orthonormal_rows(n: int, d: int, gen: torch.Generator) -> Tensor:
 def forward(model: ModelConfig, params: Params, x: Tensor) -> Forward:
     """Run the composed `model` on ``x [inst, batch, feat]``."""
     parts = model.parts
-    act_h, act_out = ACTIVATIONS.get(parts.hidden_activation), ACTIVATIONS.get(parts.output_activation)
+    act_h = ACTIVATIONS.get(parts.hidden_activation)
     u = torch.bmm(x, params["E"]) if "E" in params else x
     w_enc = params["W"] if parts.tied else params["W1"]
     z = torch.bmm(u, w_enc)
@@ -89,12 +89,24 @@ def forward(model: ModelConfig, params: Params, x: Tensor) -> Forward:
     h = act_h(z)
     if "W_h" in params:
         h = act_h(torch.bmm(h, params["W_h"]))
-    w_dec = w_enc.transpose(1, 2) if parts.tied else params["W2"]
+    output, pre = _readout(model, params, h)
+    return Forward(output, pre, h)
+
+
+def readout(model: ModelConfig, params: Params, hidden: Tensor) -> Tensor:
+    """The second half of `forward`: the output ``[inst, batch, feat]`` from the (post-activation)
+    hidden layer ``[inst, batch, hidden]``, e.g. with an SAE's reconstruction spliced in."""
+    return _readout(model, params, hidden)[0]
+
+
+def _readout(model: ModelConfig, params: Params, h: Tensor) -> tuple[Tensor, Tensor]:
+    parts = model.parts
+    w_dec = params["W"].transpose(1, 2) if parts.tied else params["W2"]
     pre = torch.bmm(h, w_dec)
     if "E" in params:
         pre = torch.bmm(pre, params["E"].transpose(1, 2))
     pre = pre + params["b"].unsqueeze(1)
-    return Forward(act_out(pre), pre, h)
+    return ACTIVATIONS.get(parts.output_activation)(pre), pre
 
 
 def feature_directions(params: Params) -> Tensor:

@@ -71,18 +71,23 @@ def evaluate_sae(sae: SAERun, source: Source, batch: int = 4096, features: torch
 
 
 def _spliced(source: RunSource, batch: int, x_hat: torch.Tensor) -> dict:
-    """The spliced-loss scores, for the paper's four model kinds (`metrics.readout`); a composed
-    or custom model (the engine of issue 10) has no readout here yet, and gets None."""
-    from ..models import forward, target
+    """The spliced-loss scores: the run's own loss with each SAE's reconstruction as its hidden layer
+    (`superposition.models.readout`); none for a custom module, whose forward cannot be split."""
+    from ..models import forward, readout, target
+    from ..registry import LOSSES
     from .sources import EVAL_STEP
 
-    kind = source.model.fused_kind
-    if kind is None:
+    if source.model.custom:
         return {}
     inputs = source.inputs(EVAL_STEP, batch)  # the same inputs as eval_batch(source, batch)
     hidden = forward(source.model, source.params, inputs).hidden
-    out = metrics.spliced_loss(kind, source.params, inputs, target(kind, inputs),
-                               source.spec.importance[0], hidden, x_hat)
+
+    def read(h: torch.Tensor) -> torch.Tensor:
+        params = {k: v.expand(h.shape[0], *v.shape[1:]) for k, v in source.params.items()}
+        return readout(source.model, params, h)
+
+    out = metrics.spliced_loss(read, target(source.target, inputs), source.spec.importance, hidden, x_hat,
+                               LOSSES.get(source.loss))
     return {"loss_recovered": out.loss_recovered.tolist(), "spliced_loss": out.spliced.tolist(),
             "clean_loss": float(out.clean[0])}
 

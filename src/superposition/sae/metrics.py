@@ -9,6 +9,7 @@ excluded everywhere), activations ``acts [inst, batch, latent]``, inputs ``x [ba
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -109,16 +110,6 @@ def fraction_variance_explained(x: Tensor, x_hat: Tensor) -> Tensor:
 # --- the toy model with the SAE spliced in ---------------------------------------------------
 
 
-def readout(kind: str, params: dict[str, Tensor], hidden: Tensor) -> Tensor:
-    """The toy model's output from its hidden layer ``[inst, batch, hidden]`` (the second half of
-    `superposition.models.forward`), for the preset kinds."""
-    b = params["b"].unsqueeze(1)
-    if kind == "abs_mlp":
-        return torch.relu(torch.bmm(hidden, params["W2"]) + b)
-    pre = torch.bmm(hidden, params["W"].transpose(1, 2)) + b
-    return pre if kind == "linear" else torch.relu(pre)
-
-
 @dataclass(frozen=True)
 class SplicedLoss:
     """The toy model's importance-weighted loss with its hidden layer as is, replaced by the SAE's
@@ -134,17 +125,17 @@ class SplicedLoss:
         return (self.ablated - self.spliced) / (self.ablated - self.clean).clamp(min=1e-30)
 
 
-def spliced_loss(kind: str, params: dict[str, Tensor], x: Tensor, goal: Tensor, importance: Tensor,
-                 hidden: Tensor, reconstruction: Tensor) -> SplicedLoss:
-    """Loss of one toy model (params with a leading axis of 1) on inputs ``x [1, batch, feat]``
-    whose hidden layer is ``hidden [1, batch, hidden]``, and with each SAE's reconstruction
-    ``[inst, batch, hidden]`` spliced in. ``goal [1, batch, feat]``, ``importance [feat]``."""
+def spliced_loss(readout: Callable[[Tensor], Tensor], goal: Tensor, importance: Tensor, hidden: Tensor,
+                 reconstruction: Tensor, loss: Callable[[Tensor, Tensor, Tensor], Tensor]) -> SplicedLoss:
+    """Loss of one toy model on a batch whose hidden layer is ``hidden [1, batch, hidden]``, as is,
+    with each SAE's reconstruction ``[inst, batch, hidden]`` spliced in, and zero-ablated.
+    `readout` maps ``[n, batch, hidden]`` to the model's output ``[n, batch, feat]``; `loss` is the
+    run's (output, goal, importance) -> ``[n]``; ``goal [1, batch, feat]``, ``importance [1, feat]``."""
 
-    def loss(h: Tensor) -> Tensor:
+    def loss_of(h: Tensor) -> Tensor:
         n = h.shape[0]
-        out = readout(kind, {k: v.expand(n, *v.shape[1:]) for k, v in params.items()}, h)
-        return (importance * (out - goal).square()).mean(dim=(1, 2))
+        return loss(readout(h), goal.expand(n, -1, -1), importance.expand(n, -1))
 
     inst = reconstruction.shape[0]
-    clean = loss(hidden).expand(inst)
-    return SplicedLoss(clean, loss(reconstruction), loss(torch.zeros_like(hidden)).expand(inst))
+    clean = loss_of(hidden).expand(inst)
+    return SplicedLoss(clean, loss_of(reconstruction), loss_of(torch.zeros_like(hidden)).expand(inst))

@@ -149,6 +149,8 @@ class RunSource:
     spec: FeatureSpec
     data: Any  # the run's DataConfig
     features: Tensor  # [feat, hidden]: the rows W[i, :] (abs_mlp: W1)
+    target: str = "identity"  # the run's target (`RunConfig.target`) and loss, for the spliced loss
+    loss: str = "mse"
 
     @property
     def kind(self) -> str:
@@ -181,7 +183,8 @@ def run_source(run, instance: int, seed: int) -> RunSource:
     set_keys = torch.tensor([derive_seed(seed, STREAM_SAE_VALUES)], dtype=torch.int64)
     spec = FeatureSpec(keys, set_keys, run.probability[instance : instance + 1],
                        run.importance[instance : instance + 1])
-    source = RunSource(model, params, spec, run.config.data, run.W[instance].detach())
+    source = RunSource(model, params, spec, run.config.data, run.W[instance].detach(), run.config.target,
+                       run.config.train.loss)
     probe = source.batch(0, 2)
     if probe.ndim != 2 or probe.shape[1] != source.n_inputs:
         raise ConfigError(f"source = run {run.config.name!r} is invalid: its hidden layer has shape "
