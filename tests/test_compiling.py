@@ -41,8 +41,10 @@ def test_signature_ignores_tensor_data_but_not_what_the_step_bakes_in():
 def test_unseen_step_assumes_defaults_and_the_slowest_recorded_compile(records):
     est = compiling.estimate("new", eager_step=0.003, remaining=1000, records={})
     assert est.compile == compiling.DEFAULT_COLD_COMPILE_S and not est.recorded
-    assert est.compiled_step == pytest.approx(0.003 / compiling.DEFAULT_SPEEDUP)
-    assert not est.pays  # 1000 × 2 ms saved < 15 s of compiling
+    assert est.compiled_step == pytest.approx(0.003 / compiling.SMALL_STEP_DEFAULT_SPEEDUP)
+    assert not est.pays  # 1000 × 2.5 ms saved < 15 s of compiling
+    big = compiling.estimate("new", eager_step=0.1, remaining=1000, records={})
+    assert big.compiled_step == pytest.approx(0.1 / compiling.DEFAULT_SPEEDUP) and big.pays
     assert compiling.estimate("new", 0.003, 10_000_000, records={}).pays
     seen = {"a": {"compile_s": [30.0, 2.0], "speedup": [5.0]}, "b": {"compile_s": [9.0], "speedup": []}}
     assert compiling.estimate("new", 0.003, 1000, records=seen).compile == 30.0  # the slowest cold compile
