@@ -125,3 +125,16 @@ def test_a_resumed_auto_run_keeps_the_path_its_checkpoint_chose(records, tmp_pat
     straight = sp.train(config, compile=False, progress=False)
     for k, v in straight.params.items():
         assert torch.equal(resumed.params[k], v)  # eager throughout: bit for bit
+
+
+def test_threads_apply_while_training_and_are_restored_after(monkeypatch):
+    import importlib
+
+    train_module = importlib.import_module("superposition.train")
+    before, seen = torch.get_num_threads(), []
+    real = train_module._loop
+    monkeypatch.setattr(train_module, "_loop", lambda *a, **k: (seen.append(torch.get_num_threads()), real(*a, **k))[1])
+    sp.train(small(steps=3), threads=1, progress=False)
+    assert seen == [1] and torch.get_num_threads() == before
+    with pytest.raises(sp.ConfigError, match="threads"):
+        sp.train(small(steps=3), threads=0, progress=False)

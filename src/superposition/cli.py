@@ -89,6 +89,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
                    help="save a resumable checkpoint every STEPS steps (default: every 30 s)")
     p.add_argument("--out", type=Path, default=Path("runs/train"), help="run directory (default runs/train)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch threads (default: torch's); 1 on a machine busy with other work")
     _add_execution(p)
     add_config_options(p)
     p.set_defaults(handler=cmd_train)
@@ -161,7 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every = {args.checkpoint_every} is invalid: must be an integer >= 1")
     run = train(config, device=args.device, compile=_compile_mode(args.compile), progress=not args.quiet,
-                out=args.out, overwrite=args.overwrite, checkpoint_every=args.checkpoint_every)
+                out=args.out, overwrite=args.overwrite, checkpoint_every=args.checkpoint_every, threads=args.threads)
     m = run.metrics
     print(f"trained {config.n_instances} instances ({config.data.n_configs} configurations × "
           f"{config.train.restarts} restarts) for {config.train.steps} steps in {m.train_seconds:.1f} s "

@@ -29,7 +29,7 @@ from ..atomic import remove_temporaries
 from ..config import RunConfig
 from ..errors import read_json
 from ..run import Run, RunDirError, load_run
-from ..train import CompileMode, has_l1, train
+from ..train import CompileMode, has_l1, torch_threads, train
 
 MODELS = "models.json"
 
@@ -140,16 +140,6 @@ def _remove_partial_writes(path: Path) -> None:
     """Delete the temporary files of atomic writes that a killed process left in `path` (we hold its
     lock, so nobody else is writing)."""
     remove_temporaries(path)
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 @contextmanager
