@@ -231,8 +231,8 @@ def sharing_claim(W: Tensor, ps: list[float]) -> ClaimResult:
     shown = "; ".join(f"1 − S = {p:g}: features {set(g.features)} in neurons {set(g.neurons)} "
                       f"(their neurons {_codes(g.codes)})" for p, g in found[:3])
     return ClaimResult(SECTION, "At intermediate sparsity some features share neurons, as a binary code",
-                       f"at some {THREE_IN_TWO[0]:g} ≤ 1 − S < {THREE_IN_TWO[1]:g}: k superposed features on fewer than "
-                       "k neurons, each with a distinct set of neurons (e.g. 3 in 2 as 10, 01, 11)",
+                       f"at some {THREE_IN_TWO[0]:g} ≤ 1 − S < {THREE_IN_TWO[1]:g}: k superposed features on fewer "
+                       "than k neurons, each with a distinct set of neurons (e.g. 3 in 2 as 10, 01, 11)",
                        shown or "no such group", bool(found))
 
 
