@@ -96,7 +96,7 @@ REGIMES = (
     Regime("pairs", "Features are pairs of neurons (1 − S = 0.04)",
            "\"each feature simply correspond[s] to a pair of neurons\"", (0.04,), 0, 5, (10, 5), pairs=True),
 )
-POLISH = {True: (1000, 512), False: (3000, 2048)}
+POLISH = {True: (2000, 1024), False: (3000, 2048)}
 """Steps and batch size of the local descent from the hand-built codes and from our best models (quick → …)."""
 
 
