@@ -13,8 +13,8 @@ falls against ln(1/p) at under a third of the rate on either side (criterion fix
 16); the grid is finer (1/p × 1.1) where D* passes 1/2 so that a plateau, if there is one, spans
 several points. Paper size: 32 points from 1 to 1000 with those near the band replaced by it (40 in all).
 
-Quick size: n = 80, m = 10 (still n ≫ m) on 1/p from 1 to 12 (13 points, those near the band replaced by it: 20), where the
-geometry happens.
+Quick size: n = 80, m = 10 (still n ≫ m) on 1/p from 1 to 12 (13 points, those near the band
+replaced by it: 20), where the geometry happens.
 """
 
 from __future__ import annotations
