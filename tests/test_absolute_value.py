@@ -101,6 +101,13 @@ def test_motif_claim_reports_sparse_motifs_only():
     assert not av.motif_claim(measured(torch.stack([W1, plain1]), [1.0, 0.01], torch.stack([W2, plain2]))).held
 
 
+def test_few_claim_says_both():
+    few = measured(torch.stack([sign_pairs(12, 8), mixed()]), [1.0, 0.03])  # 4 of 8 polysemantic: not a few
+    assert not av.few_claim(few).held and "4 of 8 live neurons polysemantic" in av.few_claim(few).measured
+    assert av.few_claim(measured(torch.stack([sign_pairs(12, 8)] * 2), [1.0, 0.03])).held
+    assert not av.few_claim(measured(torch.stack([sign_pairs(12, 8)] * 2), [1.0, 0.1])).held  # not trained there
+
+
 def test_construction_claim_says_both():
     importance = 0.8 ** torch.arange(12.0)
     built = float(sp.analysis.neurons.sign_pair_loss(importance, 8, 1.0))

@@ -65,6 +65,10 @@ MOSTLY = 0.9
 """'All' neurons of a trained model: at least this fraction (a trained model keeps a few stragglers)."""
 SIGNIFICANCE = 0.01
 """One-sided level of the Mann–Whitney test that monosemantic neurons store more important features."""
+FEW_AT = 0.03
+"""The sparsity at which the paper's model still has only a few polysemantic neurons ..."""
+FEW = 0.25
+"""... 'a few': at most this fraction of the live neurons (fixed before measuring)."""
 CONSTRUCTION_SE = 2.0
 """The trained dense loss may exceed the sign-pair construction's exact loss by this many standard errors."""
 
@@ -169,8 +173,8 @@ def _figures(a: AbsAnalysis) -> dict[str, object]:
 
 def _claims(a: AbsAnalysis) -> list[ClaimResult]:
     s = a.sweep
-    return [two_neurons_claim(a.small_w1), dense_claim(s), construction_claim(s), sparse_claim(s), trend_claim(s),
-            importance_claim(s), motif_claim(s)]
+    return [two_neurons_claim(a.small_w1), dense_claim(s), construction_claim(s), few_claim(s), sparse_claim(s),
+            trend_claim(s), importance_claim(s), motif_claim(s)]
 
 
 def two_neurons_claim(W1: Tensor) -> ClaimResult:
@@ -243,6 +247,19 @@ def sparse_claim(s: SweepAnalysis) -> ClaimResult:
                        f"at 1 − S = {s.feature_probability[k]:g}: ≥ {MOSTLY:.0%} of live neurons polysemantic",
                        f"{poly:.0%} polysemantic, {fmt(per)} features per neuron (participation ratio 1/Σ share²), "
                        f"{int(s.neurons.dead[k].sum())} dead", poly >= MOSTLY)
+
+
+def few_claim(s: SweepAnalysis) -> ClaimResult:
+    """At 1 − S = `FEW_AT` the paper's model has only a few polysemantic neurons (at most `FEW` of the live ones)."""
+    expected = f"at 1 − S = {FEW_AT:g}: at most {FEW:.0%} of the live neurons polysemantic"
+    name = f"At 1 − S = {FEW_AT:g} only a few neurons are polysemantic"
+    if FEW_AT not in s.feature_probability:
+        return ClaimResult(SECTION, name, expected, f"1 − S = {FEW_AT:g} not trained", False)
+    k = s.feature_probability.index(FEW_AT)
+    poly = _poly_fraction(s, k)
+    return ClaimResult(SECTION, name, expected,
+                       f"{int(s.neurons.polysemantic[k].sum())} of {int((~s.neurons.dead[k]).sum())} live neurons "
+                       f"polysemantic ({poly:.0%})", poly <= FEW)
 
 
 def trend_claim(s: SweepAnalysis) -> ClaimResult:
