@@ -19,6 +19,16 @@ them, 3000 steps (the 3/6 model: 5000 and 1500 steps at lr 3e-3). The 100/40 mod
 (std 0.01): from xavier's, every neuron begins as a mixture of all features of both signs and the
 sparse models stall near half the trivial loss with one sign per feature.
 
+Finding (not held, kept as such): the dense trained model is 8–10× worse than the sign-pair
+construction (loss 4.7e-4 from the small init, 4.5e-4 and 3.7e-4 from xavier's after 3000 steps,
+against 4.8e-5): 14–20 of its 40 neurons repeat another's (feature, sign), up to 6–8 on feature 0 or 1.
+Such a configuration is stationary to second order: for a neuron storing only feature a, the expected
+gradient towards an unrepresented feature i (W2[j, i], W1[i, j], and their product) vanishes once
+feature i's bias is its best constant, since x_i is independent of the neuron and symmetric, so
+longer training or another learning rate should not move it (argued, not measured; xavier's init
+was measured and does not avoid it). The claim stays not held until an optimisation that avoids
+the duplicates is found.
+
 Figures follow the paper's convention: each neuron rescaled so its largest input weight has
 magnitude 1 and its output weights inversely (the same function; `analysis.rescale_neurons`).
 Neuron classes are those of `analysis.neurons` with signed inputs (a negative weight fires its
