@@ -71,11 +71,11 @@ def test_grids():
 
 @pytest.mark.slow
 def test_claims_on_the_quick_run():
-    """The quick recipe's run as it is (~15 s): dense at 1 and falling below 1/4 (held); at 80/10 D* passes
-    1/2 on a shoulder of several points that is not flat enough to count as sticky (measured: the slope on
-    it is about half the slope after it, the criterion a third), so the plateau claim is not asserted."""
+    """The quick recipe's run as it is (~15 s unloaded): measured at this commit, D* = 1 dense, 0.208 at the
+    sparsest, and five points at 1/2 (1/(1 − S) = 2.57–3.74) with slope −0.08 on them against −0.72 before
+    and −0.39 after. Fragile: the same model on a plain 24-point grid gave a 4-point shoulder at a slope
+    ratio of 0.52 (not sticky)."""
     run = sp.train(uniform.configs(True)[uniform.RUN], progress=False)
-    analysis = uniform.RECIPE.analysed({uniform.RUN: run})
-    dense, plateau, decreasing = uniform.RECIPE.claims(analysis)
-    assert dense.held and decreasing.held, (dense, decreasing)
-    assert analysis.plateau.length >= uniform.MIN_PLATEAU, plateau.measured
+    claims = uniform.RECIPE.claims(uniform.RECIPE.analysed({uniform.RUN: run}))
+    failed = [f"{c.claim}: expected {c.expected}, measured {c.measured}" for c in claims if not c.held]
+    assert len(claims) == 3 and not failed, "\n".join(failed)
