@@ -37,36 +37,89 @@ def test_two_neurons_claim_says_both():
     assert not av.two_neurons_claim(shared).held
 
 
+def measured(W1: torch.Tensor, ps, W2: torch.Tensor | None = None, **losses) -> av.SweepAnalysis:
+    return av.measure(W1, W2 if W2 is not None else torch.zeros(W1.shape[0], W1.shape[2], W1.shape[1]), ps, **losses)
+
+
 def test_dense_sparse_and_trend_claims_say_both():
     ps = [1.0, 0.1, 0.001]
     dense, half, poly = sign_pairs(12, 8), mixed(), torch.randn(12, 8, generator=torch.Generator().manual_seed(1))
-    good = torch.stack([dense, half, poly])
-    assert av.dense_claim(good, ps).held and av.sparse_claim(good, ps).held and av.trend_claim(good, ps).held
-    backwards = torch.stack([poly, half, dense])
-    assert not av.dense_claim(backwards, ps).held
-    assert not av.sparse_claim(backwards, ps).held
-    assert not av.trend_claim(backwards, ps).held
+    good = measured(torch.stack([dense, half, poly]), ps)
+    assert av.dense_claim(good).held and av.sparse_claim(good).held and av.trend_claim(good).held
+    backwards = measured(torch.stack([poly, half, dense]), ps)
+    assert not av.dense_claim(backwards).held
+    assert not av.sparse_claim(backwards).held
+    assert not av.trend_claim(backwards).held
+
+
+def importance_sweep(n: int = 40, m: int = 40, mono: int = 10, seed: int = 0) -> torch.Tensor:
+    """``[n, m]``: neurons 0..mono-1 monosemantic for features 0..mono/2-1 (one per sign), the rest mixtures."""
+    W = torch.zeros(n, m)
+    for j in range(mono):
+        W[j // 2, j] = 1.0 if j % 2 == 0 else -1.0
+    W[:, mono:] = torch.randn(n, m - mono, generator=torch.Generator().manual_seed(seed))
+    return W
 
 
 def test_importance_claim_says_both():
     ps = [1.0, 0.1]
-    good = torch.stack([sign_pairs(12, 8), mixed()])  # monosemantic neurons keep features 0, 1
-    assert av.importance_claim(good, ps).held
-    late = sign_pairs(12, 8)
-    late[:, :4] = 0.0
-    late[10, 0], late[10, 1], late[11, 2], late[11, 3] = 1.0, -1.0, 1.0, -1.0  # the least important stay clean
-    late[:, 4:] = torch.randn(12, 4, generator=torch.Generator().manual_seed(0)) * (torch.arange(12) < 4)[:, None]
-    claim = av.importance_claim(torch.stack([sign_pairs(12, 8), late]), ps)
-    assert not claim.held, claim.measured
-    assert not av.importance_claim(torch.stack([sign_pairs(12, 8)] * 2), ps).held  # never both kinds
+    good = measured(torch.stack([sign_pairs(40, 40), importance_sweep()]), ps)
+    claim = av.importance_claim(good)
+    assert claim.held, claim.measured
+    assert "(10 mono, 30 poly)" in claim.measured
+    late = importance_sweep()
+    late = late[torch.arange(39, -1, -1)]  # the same neurons, storing the least important features
+    assert not av.importance_claim(measured(torch.stack([sign_pairs(40, 40), late]), ps)).held
+    assert not av.importance_claim(measured(torch.stack([sign_pairs(12, 8)] * 2), ps)).held  # never both kinds
+
+
+def test_importance_claim_needs_significance_not_just_a_majority():
+    """Two monosemantic neurons on features 0 and 20, 34 polysemantic ones on features 4..37: the
+    monosemantic feature is the more important in most pairs (share 0.757), yet not significantly so."""
+    W = torch.zeros(40, 36)
+    W[0, 0], W[20, 1] = 1.0, -1.0
+    for j in range(2, 36):
+        W[j + 2, j], W[j + 3, j] = 1.0, 0.9  # the top feature holds 55%: polysemantic
+    claim = av.importance_claim(measured(torch.stack([sign_pairs(40, 36), W]), [1.0, 0.1]))
+    assert "(2 mono, 34 poly): share 0.757" in claim.measured and not claim.held, claim.measured
+
+
+def test_more_important_test_matches_the_normal_approximation():
+    share, pvalue = sp.analysis.neurons.more_important_test(torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5, 6]))
+    assert share == 1.0 and pvalue == pytest.approx(0.02591, abs=1e-4)  # scipy.stats.mannwhitneyu, asymptotic
+    share, pvalue = sp.analysis.neurons.more_important_test(torch.tensor([5, 5]), torch.tensor([5, 5, 5]))
+    assert share == 0.5 and pvalue == 1.0  # all tied: no evidence
+    with pytest.raises(ValueError, match="both kinds"):
+        sp.analysis.neurons.more_important_test(torch.tensor([]), torch.tensor([1]))
 
 
 def test_motif_claim_reports_sparse_motifs_only():
     W1, W2 = motif_weights()
     plain1, plain2 = torch.eye(3), torch.eye(3)
-    held = av.motif_claim(torch.stack([plain1, W1]), torch.stack([plain2, W2]), [1.0, 0.01])
+    held = av.motif_claim(measured(torch.stack([plain1, W1]), [1.0, 0.01], torch.stack([plain2, W2])))
     assert held.held and "1 − S = 0.01: neuron 0 stores 0 (1) and 1 (0.5)" in held.measured
-    assert not av.motif_claim(torch.stack([W1, plain1]), torch.stack([W2, plain2]), [1.0, 0.01]).held
+    assert not av.motif_claim(measured(torch.stack([W1, plain1]), [1.0, 0.01], torch.stack([W2, plain2]))).held
+
+
+def test_few_claim_says_both():
+    few = measured(torch.stack([sign_pairs(12, 8), mixed()]), [1.0, 0.03])  # 4 of 8 polysemantic: not a few
+    assert not av.few_claim(few).held and "4 of 8 live neurons polysemantic" in av.few_claim(few).measured
+    assert av.few_claim(measured(torch.stack([sign_pairs(12, 8)] * 2), [1.0, 0.03])).held
+    assert not av.few_claim(measured(torch.stack([sign_pairs(12, 8)] * 2), [1.0, 0.1])).held  # not trained there
+
+
+def test_construction_claim_says_both():
+    importance = 0.8 ** torch.arange(12.0)
+    built = float(sp.analysis.neurons.sign_pair_loss(importance, 8, 1.0))
+    ps = [1.0, 0.1]
+    W = torch.stack([sign_pairs(12, 8), mixed()])
+    imp = torch.stack([importance] * 2)
+    good = av.construction_claim(measured(W, ps, loss=[built * 0.99, 1.0], loss_se=[built * 0.01, 0.1],
+                                          importance=imp))
+    assert good.held and "ratio 0.99" in good.measured
+    bad = av.construction_claim(measured(W, ps, loss=[built * 1.1, 1.0], loss_se=[built * 0.01, 0.1], importance=imp))
+    assert not bad.held
+    assert not av.construction_claim(measured(W, ps)).held  # no loss known
 
 
 def test_configs_and_registry():
@@ -90,7 +143,44 @@ def test_claims_hold_on_small_runs():
                     data=replace(sweep.data, feature_probability=(1.0, 0.01)),
                     train=replace(sweep.train, steps=3000, batch_size=512))
     runs = sp.train(sweep, compile=False, progress=False)
-    ps = [1.0, 0.01]
-    claims = [av.two_neurons_claim(run.params["W1"][0]), av.dense_claim(runs.W, ps), av.sparse_claim(runs.W, ps)]
+    s = av.measure(runs.params["W1"], runs.params["W2"], [1.0, 0.01])
+    claims = [av.two_neurons_claim(run.params["W1"][0]), av.dense_claim(s), av.sparse_claim(s)]
     failed = [f"{c.claim}: expected {c.expected}, measured {c.measured}" for c in claims if not c.held]
     assert not failed, "\n".join(failed)
+
+
+@pytest.mark.parametrize("p", [1.0, 0.1])
+def test_sign_pair_construction_computes_the_top_features_exactly_at_its_closed_form_loss(p):
+    from superposition.analysis.neurons import sign_pair_loss, sign_pair_params
+    from superposition.estimate import estimate_loss
+
+    config = sp.RunConfig(model=sp.ModelConfig("abs_mlp", n_features=12, n_hidden=8),
+                          data=sp.DataConfig(feature_probability=(p,), importance_decay=0.8, signed=True))
+    params = sign_pair_params(sp.data.importance_matrix(config)[0], 8, p)
+    x = torch.rand(1, 64, 12, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    out = sp.models.forward(config.model, params, x).output
+    assert torch.allclose(out[..., :4], x[..., :4].abs(), atol=1e-6)  # the 4 most important: |x| exactly
+    assert torch.allclose(out[..., 4:], torch.full_like(out[..., 4:], p / 2))  # the rest: their mean E|x|
+    exact = float(sign_pair_loss(sp.data.importance_matrix(config)[0], 8, p))
+    estimate = estimate_loss(config, params, rel_se=0.002)
+    assert abs(float(estimate.mean[0]) - exact) <= 3 * float(estimate.se[0]) + 1e-4 * exact
+
+
+def test_sign_pair_construction_follows_importance_not_index():
+    from superposition.analysis.neurons import sign_pair_params
+
+    params = sign_pair_params(torch.tensor([[0.1, 1.0, 0.5]]), 2, 1.0)
+    assert params["W1"][0, 1].tolist() == [1.0, -1.0] and params["b"][0].tolist() == [0.5, 0.0, 0.5]
+    with pytest.raises(ValueError, match="0 < p"):
+        sign_pair_params(torch.ones(3), 2, 0.0)
+
+
+def test_duplicate_neurons():
+    from superposition.analysis.neurons import duplicate_neurons
+
+    W = sign_pairs(12, 8)
+    assert int(duplicate_neurons(W).duplicates) == 0 and int(duplicate_neurons(W).most) == 2
+    W[0, 2], W[1, 2] = 0.8, 0.0  # neuron 2 now a second ReLU(x) of feature 0
+    W[0, 3], W[1, 3] = -0.5, 0.0  # neuron 3 a second ReLU(−x) of feature 0
+    dup = duplicate_neurons(torch.stack([sign_pairs(12, 8), W]))
+    assert dup.duplicates.tolist() == [0, 2] and dup.most.tolist() == [2, 4]

@@ -42,6 +42,7 @@ marked so also take one model ``[feat, hidden]`` and any further leading axes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -340,3 +341,103 @@ def _motif_at(A: Tensor, B: Tensor, j: int, ratio: tuple[float, float], gain: tu
     best = int(cancels.argmax())
     share = float(cancels[best]) / out_b
     return (a, b, r, g, best, share) if share >= inhibition else None
+
+
+# --- section 9: the hand-built sign-pair solution, and neurons that repeat one another ------------------
+
+
+def sign_pair_params(importance: Float[Tensor, "*inst feat"], n_hidden: int,
+                     feature_probability: float) -> dict[str, Tensor]:
+    """The hand-built `abs_mlp` solution without superposition: the ⌊m/2⌋ most important features each
+    get a ReLU(x) and a ReLU(−x) neuron (|x| = ReLU(x) + ReLU(−x), computed exactly), every other
+    feature a constant output, its best one: the bias E|x| = p/2 (values U[−1, 1], on with probability p).
+
+    Neurons 2k and 2k + 1 carry the k-th most important feature (ties by index).
+
+    **Arguments:** ``importance [feat]`` or ``[inst, feat]``; ``n_hidden``: m; ``feature_probability``: p.
+    **Returns:** params ``W1 [inst, feat, hidden]``, ``W2 [inst, hidden, feat]``, ``b [inst, feat]``
+    (one instance for a ``[feat]`` importance).
+    """
+    importance = torch.as_tensor(importance, dtype=torch.float32)
+    importance = importance.unsqueeze(0) if importance.ndim == 1 else importance
+    if importance.ndim != 2 or n_hidden < 1 or not 0.0 < feature_probability <= 1.0:
+        raise ValueError(f"sign_pair_params takes importance [inst, feat], n_hidden ≥ 1 and 0 < p ≤ 1; got "
+                         f"{tuple(importance.shape)}, {n_hidden}, {feature_probability}")
+    n_inst, n_feat = importance.shape
+    kept = min(n_hidden // 2, n_feat)
+    order = torch.sort(importance, dim=-1, descending=True, stable=True).indices[:, :kept]  # [inst, kept]
+    W1 = torch.zeros(n_inst, n_feat, n_hidden)
+    W2 = torch.zeros(n_inst, n_hidden, n_feat)
+    b = torch.full((n_inst, n_feat), feature_probability / 2)
+    inst = torch.arange(n_inst).unsqueeze(-1)
+    pos, neg = 2 * torch.arange(kept), 2 * torch.arange(kept) + 1
+    W1[inst, order, pos], W1[inst, order, neg] = 1.0, -1.0
+    W2[inst, pos, order], W2[inst, neg, order] = 1.0, 1.0
+    b[inst, order] = 0.0
+    return {"W1": W1, "W2": W2, "b": b}
+
+
+def sign_pair_loss(importance: Float[Tensor, "*inst feat"], n_hidden: int,
+                   feature_probability: float) -> Float[Tensor, "*inst"]:
+    """The exact expected loss of `sign_pair_params` (importance-weighted squared error, mean over features):
+    each feature left out costs I_i · Var|x_i| = I_i (p/3 − p²/4); the kept ones are exact.
+
+    **Arguments:** as `sign_pair_params`. **Returns:** ``[inst]`` (or a scalar for a ``[feat]`` importance).
+    """
+    importance = torch.as_tensor(importance, dtype=torch.float64)
+    kept = min(n_hidden // 2, importance.shape[-1])
+    left = torch.sort(importance, dim=-1, descending=True, stable=True).values[..., kept:]
+    p = feature_probability
+    return left.sum(-1) * (p / 3 - p * p / 4) / importance.shape[-1]
+
+
+@dataclass(frozen=True)
+class DuplicateNeurons:
+    """Monosemantic neurons that repeat another's job: the same feature, firing on the same sign. ``[...]`` fields."""
+
+    duplicates: Tensor
+    """int64: monosemantic neurons beyond the first for their (feature, sign)."""
+    most: Tensor
+    """int64: the most monosemantic neurons any one feature holds (both signs together)."""
+
+
+def duplicate_neurons(W1: Float[Tensor, "*inst feat hidden"],
+                      threshold: float = MONOSEMANTIC_SHARE) -> DuplicateNeurons:
+    """Count the monosemantic neurons of a signed-input model (`abs_mlp`) that duplicate another's (feature, sign).
+
+    Each (feature, sign) needs one neuron to compute |x| exactly; a second one adds nothing the first's
+    output weight could not. **Arguments:** ``W1 [..., feat, hidden]``. **Returns:** a `DuplicateNeurons`.
+    """
+    W1 = _float(W1)
+    neurons = classify_neurons(W1, signed=True, threshold=threshold)
+    top = neurons.top_feature
+    sign = (torch.gather(W1, -2, top.unsqueeze(-2)).squeeze(-2) > 0).long()
+    n_feat = W1.shape[-2]
+    slots = torch.where(neurons.monosemantic, 2 * top + sign, 2 * n_feat)  # the dump slot for the rest
+    counts = torch.zeros(*slots.shape[:-1], 2 * n_feat + 1, dtype=torch.int64, device=slots.device)
+    counts = counts.scatter_add(-1, slots, torch.ones_like(slots))[..., : 2 * n_feat]
+    per_feature = counts.view(*counts.shape[:-1], n_feat, 2).sum(-1)
+    return DuplicateNeurons((counts - 1).clamp_min(0).sum(-1), per_feature.amax(-1))
+
+
+def more_important_test(mono: Tensor, poly: Tensor) -> tuple[float, float]:
+    """Mann–Whitney test that monosemantic neurons store more important features (lower indices) than
+    polysemantic ones: (share of (mono, poly) pairs with the mono feature more important, ties half; the
+    one-sided p-value of that share under no relation, normal approximation with tie and continuity
+    corrections).
+
+    **Arguments:** the feature index each neuron mostly stores, ``mono [a]`` and ``poly [b]``.
+    """
+    mono, poly = torch.as_tensor(mono).double().flatten(), torch.as_tensor(poly).double().flatten()
+    a, b = mono.numel(), poly.numel()
+    if a == 0 or b == 0:
+        raise ValueError(f"more_important_test needs neurons of both kinds, got {a} and {b}")
+    diff = mono.view(-1, 1) - poly.view(1, -1)
+    u = float(((diff < 0).double() + 0.5 * (diff == 0).double()).sum())
+    _, ties = torch.cat([mono, poly]).unique(return_counts=True)
+    total = a + b
+    var = a * b / 12.0 * ((total + 1) - float((ties.double() ** 3 - ties.double()).sum()) / (total * (total - 1)))
+    if var <= 0:
+        return u / (a * b), 1.0
+    z = (u - a * b / 2.0 - 0.5) / math.sqrt(var)
+    return u / (a * b), 0.5 * math.erfc(z / math.sqrt(2.0))

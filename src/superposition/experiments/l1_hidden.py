@@ -13,13 +13,22 @@ removed at a cost in loss.
 The penalty also creates local minima: in the paper-size run λ = 0.005 keeps one antipodal pair
 and leaves a hidden dimension unused (D* > 1 with superposition), while λ = 0.003 and 0.01 are
 superposition-free; the largest-interference panel of the figure shows which.
+
+The penalty should drop features "below an importance threshold": the kept (represented) set at
+every λ > 0 is then a prefix 0, 1, …, k − 1 of the features (importance falls with the index).
+`prefix_claim` checks exactly that, with no slack: one feature dropped while a less important one
+is kept makes it not held.
 """
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from ..analysis import dimensions_per_feature, interference, represented, represented_count
+import torch
+from torch import Tensor
+
+from ..analysis import dimensions_per_feature, interference, represented
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ..figures.robustness import l1_figure
 from ..run import Run
@@ -57,22 +66,53 @@ def lambdas(run: Run) -> list[float]:
     return [per_config[k] for k in run.metrics.config_index]
 
 
-def max_interference(W: torch.Tensor) -> torch.Tensor:
+def max_interference(W: Tensor) -> Tensor:
     """``[inst]``: the largest interference Σ_{j≠i}(Ŵ_i·W_j)² of a represented feature (0 if none is)."""
     return torch.where(represented(W), interference(W), 0.0).amax(-1)
 
 
-def superposition_free(W: torch.Tensor, n_hidden: int) -> torch.Tensor:
+def superposition_free(W: Tensor, n_hidden: int) -> Tensor:
     """bool ``[inst]``: between 1 and m features represented, all orthogonal (interference < ORTHOGONAL)."""
     count = represented(W).sum(-1)
     return (count >= 1) & (count <= n_hidden) & (max_interference(W) < ORTHOGONAL)
 
 
-def _figures(runs: dict[str, Run]) -> dict[str, object]:
+@dataclass(frozen=True)
+class L1Analysis:
+    """The l1-hidden run measured once; per-instance fields in increasing-λ instance order."""
+
+    lambdas: tuple[float, ...]
+    loss: tuple[float, ...]
+    """Final loss without the penalty."""
+    d_star: Tensor
+    """``[inst]`` D* = m / ‖W‖_F²."""
+    represented: Tensor
+    """bool ``[inst, feat]``: ‖W_i‖ > the represented threshold."""
+    max_interference: Tensor
+    """``[inst]``: see `max_interference`."""
+    free: Tensor
+    """bool ``[inst]``: see `superposition_free`."""
+    n_hidden: int
+    """m."""
+    feature_probability: float
+    """p, the same in every instance."""
+
+
+def measure(lam: Sequence[float], loss: Sequence[float], W: Tensor, feature_probability: float) -> L1Analysis:
+    """The analysis of models ``W [inst, feat, hidden]`` trained with penalties `lam` (increasing, the first 0)."""
+    return L1Analysis(tuple(float(v) for v in lam), tuple(float(v) for v in loss), dimensions_per_feature(W),
+                      represented(W), max_interference(W), superposition_free(W, W.shape[-1]), W.shape[-1],
+                      float(feature_probability))
+
+
+def analyse(runs: dict[str, Run]) -> L1Analysis:
     run = runs["relu_output"]
-    fig = l1_figure(lambdas(run), torch.tensor(run.metrics.final_loss), dimensions_per_feature(run.W),
-                    represented_count(run.W), max_interference(run.W), run.config.model.n_hidden,
-                    run.config.data.feature_probability[0])
+    return measure(lambdas(run), run.metrics.final_loss, run.W, run.config.data.feature_probability[0])
+
+
+def _figures(a: L1Analysis) -> dict[str, object]:
+    fig = l1_figure(list(a.lambdas), torch.tensor(a.loss), a.d_star, a.represented.sum(-1), a.max_interference,
+                    a.n_hidden, a.feature_probability)
     return {"l1_hidden": fig}
 
 
@@ -80,12 +120,14 @@ def _rising(values: list[float]) -> bool:
     return all(b >= a * (1 - SLACK) for a, b in zip(values, values[1:], strict=False))
 
 
-def removal_claim(lam: list[float], W: torch.Tensor) -> ClaimResult:
-    """``W [inst, feat, hidden]`` with instances in increasing λ, the first λ = 0."""
-    d_star = dimensions_per_feature(W).tolist()
-    free = superposition_free(W, W.shape[-1]).tolist()
-    first = next((k for k, f in enumerate(free) if f), None)
-    held = lam[0] == 0 and d_star[0] < SUPERPOSED and not free[0] and first is not None and _rising(d_star)
+def _first_free(a: L1Analysis) -> int | None:
+    return next((k for k, f in enumerate(a.free.tolist()) if f), None)
+
+
+def removal_claim(a: L1Analysis) -> ClaimResult:
+    d_star, lam = a.d_star.tolist(), a.lambdas
+    first = _first_free(a)
+    held = lam[0] == 0 and d_star[0] < SUPERPOSED and not bool(a.free[0]) and first is not None and _rising(d_star)
     at = "none" if first is None else f"λ = {lam[first]:g} (D* = {fmt(d_star[first])})"
     return ClaimResult(SECTION, "An L1 penalty on the hidden activations removes superposition",
                        f"D* < {SUPERPOSED:g} at λ = 0, rising with λ (±{100 * SLACK:g}%) until some λ leaves ≤ m "
@@ -93,9 +135,8 @@ def removal_claim(lam: list[float], W: torch.Tensor) -> ClaimResult:
                        f"D* {', '.join(fmt(d) for d in d_star)}; first superposition-free {at}", held)
 
 
-def cost_claim(lam: list[float], loss: list[float], W: torch.Tensor) -> ClaimResult:
-    free = superposition_free(W, W.shape[-1]).tolist()
-    first = next((k for k, f in enumerate(free) if f), None)
+def cost_claim(a: L1Analysis) -> ClaimResult:
+    first, loss = _first_free(a), list(a.loss)
     ratio = loss[first] / loss[0] if first is not None else float("nan")
     held = first is not None and _rising(loss) and ratio >= COST
     return ClaimResult(SECTION, "Removing superposition costs loss",
@@ -103,11 +144,36 @@ def cost_claim(lam: list[float], loss: list[float], W: torch.Tensor) -> ClaimRes
                        "is gone", f"loss {', '.join(fmt(v) for v in loss)}; ratio {fmt(ratio)}", held)
 
 
-def _claims(runs: dict[str, Run]) -> list[ClaimResult]:
-    run = runs["relu_output"]
-    lam = lambdas(run)
-    return [removal_claim(lam, run.W), cost_claim(lam, list(run.metrics.final_loss), run.W)]
+def is_prefix(kept: Tensor) -> Tensor:
+    """bool ``[...]``: the True entries of ``kept [..., feat]`` are exactly the first k (k ≥ 0)."""
+    k = kept.sum(-1, keepdim=True)
+    return (kept == (torch.arange(kept.shape[-1], device=kept.device) < k)).all(-1)
+
+
+def _kept_text(lam: float, kept: Tensor) -> str:
+    index = kept.nonzero().flatten().tolist()
+    if bool(is_prefix(kept)):
+        return f"λ = {lam:g}: 0–{len(index) - 1}" if index else f"λ = {lam:g}: none"
+    dropped = [i for i in range(max(index) + 1) if i not in index]
+    return f"λ = {lam:g}: {index} (drops {dropped} but keeps {[i for i in index if i > min(dropped)]})"
+
+
+def prefix_claim(a: L1Analysis) -> ClaimResult:
+    """At every λ > 0 the kept (represented) features are the most important ones, none missing below
+    the least important kept (importance falls with the index)."""
+    penalised = [k for k, v in enumerate(a.lambdas) if v > 0]
+    prefix = is_prefix(a.represented).tolist()
+    held = bool(penalised) and all(prefix[k] for k in penalised)
+    return ClaimResult(SECTION, "The penalty removes the features below an importance threshold",
+                       "at every λ > 0 the represented features (‖W_i‖ > 0.5) are the k most important for some "
+                       "k: a prefix 0, 1, …, k − 1 of the features in importance order, none skipped",
+                       "; ".join(_kept_text(lam, kept) for lam, kept in zip(a.lambdas, a.represented, strict=True)),
+                       held)
+
+
+def _claims(a: L1Analysis) -> list[ClaimResult]:
+    return [removal_claim(a), cost_claim(a), prefix_claim(a)]
 
 
 RECIPE = Recipe("l1-hidden", SECTION, "an L1 penalty on hidden activations removes superposition at a cost in loss",
-                configs, _figures, _claims)
+                configs, _figures, _claims, analyse=analyse)

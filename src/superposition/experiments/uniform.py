@@ -8,12 +8,19 @@ over a range of sparsities instead of falling smoothly, then keeps falling as mo
 packed in. Overlaid, each feature's dimensionality D_i clusters at the fractions of the uniform
 polytopes: 1, 3/4, 2/3, 1/2, 2/5, 3/8 (see the `geometry` recipe, which analyses the same runs).
 
-Quick size: n = 80, m = 10 (still n ≫ m) on 1/p from 1 to 12 (13 points), where the geometry happens.
+The claim tests stickiness itself: at least 3 consecutive grid points within ±0.03 of 1/2, where D*
+falls against ln(1/p) at under a third of the rate on either side (criterion fixed in advance, issue
+16); the grid is finer (1/p × 1.1) where D* passes 1/2 so that a plateau, if there is one, spans
+several points. Paper size: 32 points from 1 to 1000 with those near the band replaced by it (40 in all).
+
+Quick size: n = 80, m = 10 (still n ≫ m) on 1/p from 1 to 12 (13 points, those near the band
+replaced by it: 20), where the geometry happens.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,11 +36,22 @@ SECTION = "5.1 Uniform superposition"
 RUN = "relu_output"
 """The one run, shared with the `geometry` recipe (same name, same config)."""
 TOLERANCE = 0.05
-"""|D* − target| counted as "at" 1 or 1/2."""
-MIN_PLATEAU = 2
-"""Consecutive sparsities D* must stay at 1/2 for to count as sticky."""
+"""|D* − 1| counted as "at" 1 (dense)."""
+PLATEAU_TOLERANCE = 0.03
+"""|D* − 1/2| counted as "on" the antipodal plateau."""
+MIN_PLATEAU = 3
+"""Consecutive grid points D* must stay on the plateau for to count as sticky."""
+STICKY_RATIO = 1 / 3
+"""On the plateau D* must fall (against ln 1/p) at under this fraction of the rate on either side of it."""
 SPARSE_CEILING = 0.25
 """D* at the sparsest configuration must be below this: far past the antipodal plateau."""
+
+
+BAND = (1.6, 6.0)
+"""1/(1 − S) where D* passes 1/2 (quick and paper size): the grid is finer there, so that a plateau of
+a ×1.5 range in 1/p spans several points."""
+BAND_STEP = 1.1
+"""The grid's ratio of consecutive 1/p inside `BAND` (×1.23–1.25 outside)."""
 
 
 def inverse_p_grid(high: float, points: int) -> tuple[float, ...]:
@@ -41,15 +59,23 @@ def inverse_p_grid(high: float, points: int) -> tuple[float, ...]:
     return tuple(float(f"{p:.4g}") for p in np.geomspace(1.0, 1.0 / high, points))
 
 
+def banded_grid(high: float, points: int) -> tuple[float, ...]:
+    """`inverse_p_grid(high, points)` outside `BAND`, and inside it 1/p stepping by `BAND_STEP`; densest first."""
+    lo, hi = BAND
+    inside = np.geomspace(lo, hi, int(np.ceil(np.log(hi / lo) / np.log(BAND_STEP))) + 1)
+    outside = [1.0 / p for p in inverse_p_grid(high, points) if not lo / BAND_STEP < 1.0 / p < hi * BAND_STEP]
+    return tuple(float(f"{1.0 / v:.4g}") for v in sorted([*outside, *inside]))
+
+
 def configs(quick: bool) -> dict[str, RunConfig]:
     n, m = (80, 10) if quick else (400, 30)
     return {RUN: RunConfig(
         model=ModelConfig("relu_output", n_features=n, n_hidden=m),
         # All features equal: importance 1 (the default decay 1.0), one p per configuration.
-        data=DataConfig(feature_probability=inverse_p_grid(12.0, 13) if quick else inverse_p_grid(1000.0, 32)),
+        data=DataConfig(feature_probability=banded_grid(12.0, 13) if quick else banded_grid(1000.0, 32)),
         # Losses settle by ~2000 steps (quick) and ~3000 (400/30, the sparsest last: see uniform_loss.png), D* by
-        # ~4000; only the transition between D* = 1 and 1/2 keeps drifting slowly. 4000 steps: ~14 min on 1 core.
-        train=TrainConfig(steps=5000 if quick else 4000, lr=1e-3),
+        # ~4000; only the transition between D* = 1 and 1/2 keeps drifting slowly. 4000 steps: ~18 min on 1 core.
+        train=TrainConfig(steps=3000 if quick else 4000, lr=1e-3),
         name="uniform",
     )}
 
@@ -58,18 +84,91 @@ def probabilities(run: Run) -> list[float]:
     return [float(p) for p in run.metrics.feature_probability]
 
 
-def _figures(runs: dict[str, Run]) -> dict[str, object]:
+@dataclass(frozen=True)
+class Plateau:
+    """The longest run of consecutive grid points with D* within `PLATEAU_TOLERANCE` of 1/2, and the slopes
+    dD*/d ln(1/p) (least squares) on it and on the stretches of as many grid points on either side of it."""
+
+    start: int
+    """Index of its first point, in increasing 1/p."""
+    length: int
+    """Grid points on it (0: none)."""
+    slope: float | None
+    """On the plateau; None below 2 points."""
+    before: float | None
+    """From `length` points before it to its first point; None when the grid has no point there."""
+    after: float | None
+    """From its last point to `length` points after it; None when the grid has no point there."""
+
+    @property
+    def sticky(self) -> bool:
+        """At least `MIN_PLATEAU` points, flatter than `STICKY_RATIO` × the slope on both sides."""
+        if self.length < MIN_PLATEAU or None in (self.slope, self.before, self.after):
+            return False
+        return abs(self.slope) < STICKY_RATIO * min(abs(self.before), abs(self.after))
+
+
+@dataclass(frozen=True)
+class UniformAnalysis:
+    """The uniform run measured once."""
+
+    W: Tensor
+    """``[inst, feat, hidden]`` in the run's instance order."""
+    feature_probability: tuple[float, ...]
+    """p of each instance."""
+    inverse_p: np.ndarray
+    """1/p ascending."""
+    d_star: np.ndarray
+    """D* = m / ‖W‖_F² in that order."""
+    plateau: Plateau
+    loss_steps: tuple[int, ...]
+    loss_curve: tuple[tuple[float, ...], ...]
+    """Per instance, the training loss at `loss_steps`."""
+
+
+def _slope(x: np.ndarray, d: np.ndarray, lo: int, hi: int) -> float | None:
+    """Least-squares slope of d against ln x over indices lo..hi (inclusive), None for fewer than 2 points."""
+    lo, hi = max(lo, 0), min(hi, len(x) - 1)
+    if hi - lo < 1:
+        return None
+    return float(np.polyfit(np.log(x[lo:hi + 1]), d[lo:hi + 1], 1)[0])
+
+
+def find_plateau(x: np.ndarray, d: np.ndarray) -> Plateau:
+    """The antipodal plateau of D* ``d`` along 1/p ``x`` (ascending), with its slopes (see `Plateau`)."""
+    start, length = longest_run(list(np.abs(d - 0.5) <= PLATEAU_TOLERANCE))
+    if length == 0:
+        return Plateau(0, 0, None, None, None)
+    end = start + length - 1
+    before = _slope(x, d, start - length, start) if start > 0 else None
+    after = _slope(x, d, end, end + length) if end < len(x) - 1 else None
+    return Plateau(start, length, _slope(x, d, start, end), before, after)
+
+
+def measure(W: Tensor, ps: Sequence[float]) -> tuple[np.ndarray, np.ndarray, Plateau]:
+    """(1/p ascending, D* in that order, the plateau) of models ``W [inst, feat, hidden]``, one p per instance."""
+    x, d = _sorted(W, ps)
+    return x, d, find_plateau(x, d)
+
+
+def analyse(runs: dict[str, Run]) -> UniformAnalysis:
     run = runs[RUN]
     ps = probabilities(run)
-    return {"uniform_dimensionality": dimensionality_figure(run.W, ps),
-            "uniform_loss": relative_loss_figure(run.metrics.loss_steps, run.metrics.loss_curve, ps)}
+    x, d, plateau = measure(run.W, ps)
+    curve = tuple(tuple(float(v) for v in row) for row in run.metrics.loss_curve)
+    return UniformAnalysis(run.W, tuple(ps), x, d, plateau, tuple(run.metrics.loss_steps), curve)
 
 
-def _interactive(runs: dict[str, Run]) -> dict[str, object]:
+def _figures(a: UniformAnalysis) -> dict[str, object]:
+    ps = list(a.feature_probability)
+    return {"uniform_dimensionality": dimensionality_figure(a.W, ps),
+            "uniform_loss": relative_loss_figure(list(a.loss_steps), [list(c) for c in a.loss_curve], ps)}
+
+
+def _interactive(a: UniformAnalysis) -> dict[str, object]:
     from ..figures.interactive import dimensionality_slider
 
-    run = runs[RUN]
-    return {"uniform_slider": dimensionality_slider(run.W, probabilities(run))}
+    return {"uniform_slider": dimensionality_slider(a.W, list(a.feature_probability))}
 
 
 # --- claims ------------------------------------------------------------------------------------
@@ -82,10 +181,9 @@ def _sorted(W: Tensor, ps: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     return x[order], dimensions_per_feature(torch.as_tensor(W)).double().numpy()[order]
 
 
-def dense_claim(W: Tensor, ps: Sequence[float]) -> ClaimResult:
-    """D* = 1 at the densest configuration (W ``[inst, feat, hidden]``, one p per instance); the
-    measured value also says how far into sparsity D* stays there."""
-    x, d = _sorted(W, ps)
+def dense_claim(x: np.ndarray, d: np.ndarray) -> ClaimResult:
+    """D* = 1 at the densest configuration (1/p ``x`` ascending, D* ``d``); the measured value also says
+    how far into sparsity D* stays there."""
     at_one = np.abs(d - 1.0) <= TOLERANCE
     held = bool(x[0] == 1.0 and at_one[0])
     last = x[int(np.argmin(np.append(at_one, False)) - 1)] if at_one[0] else None
@@ -106,20 +204,24 @@ def longest_run(mask: Sequence[bool]) -> tuple[int, int]:
     return best_start, best_length
 
 
-def half_plateau_claim(W: Tensor, ps: Sequence[float]) -> ClaimResult:
-    """D* stays within ±TOLERANCE of 1/2 for at least MIN_PLATEAU consecutive sparsities."""
-    x, d = _sorted(W, ps)
-    start, length = longest_run(list(np.abs(d - 0.5) <= TOLERANCE))
+def _opt(value: float | None) -> str:
+    return "n/a" if value is None else fmt(value)
+
+
+def half_plateau_claim(x: np.ndarray, d: np.ndarray, plateau: Plateau) -> ClaimResult:
+    """D* sticks at 1/2: `MIN_PLATEAU` consecutive points on it, flat against the decline either side."""
+    start, length = plateau.start, plateau.length
     span = f"1/(1 − S) = {fmt(x[start])}–{fmt(x[start + length - 1])}" if length else "none"
     values = ", ".join(fmt(v) for v in d[start:start + length])
     return ClaimResult(SECTION, "D* is sticky at 1/2: features sit in antipodal pairs over a range of sparsities",
-                       f"≥ {MIN_PLATEAU} consecutive sparsities with D* within ±{TOLERANCE} of 1/2",
-                       f"{length} consecutive ({span}): D* = [{values}]", length >= MIN_PLATEAU)
+                       f"≥ {MIN_PLATEAU} consecutive grid points with D* within ±{PLATEAU_TOLERANCE} of 1/2, where "
+                       f"dD*/d ln(1/(1 − S)) is under {STICKY_RATIO:.3g}× its magnitude on as many points either side",
+                       f"{length} consecutive ({span}): D* = [{values}]; slope {_opt(plateau.slope)} on it, "
+                       f"{_opt(plateau.before)} before, {_opt(plateau.after)} after", plateau.sticky)
 
 
-def decreasing_claim(W: Tensor, ps: Sequence[float], step_tolerance: float = 0.03) -> ClaimResult:
+def decreasing_claim(x: np.ndarray, d: np.ndarray, step_tolerance: float = 0.03) -> ClaimResult:
     """D* never rises by more than `step_tolerance` from one sparsity to the next, and ends below SPARSE_CEILING."""
-    x, d = _sorted(W, ps)
     rise = float(np.max(np.diff(d), initial=0.0))
     held = rise <= step_tolerance and d[-1] < SPARSE_CEILING
     return ClaimResult(SECTION, "As sparsity grows, features get ever fewer dimensions: D* decreases",
@@ -128,11 +230,10 @@ def decreasing_claim(W: Tensor, ps: Sequence[float], step_tolerance: float = 0.0
                        f"D* {fmt(d[0])} → {fmt(d[-1])}, largest rise {fmt(rise)}", bool(held))
 
 
-def _claims(runs: dict[str, Run]) -> list[ClaimResult]:
-    run = runs[RUN]
-    ps = probabilities(run)
-    return [dense_claim(run.W, ps), half_plateau_claim(run.W, ps), decreasing_claim(run.W, ps)]
+def _claims(a: UniformAnalysis) -> list[ClaimResult]:
+    x, d = a.inverse_p, a.d_star
+    return [dense_claim(x, d), half_plateau_claim(x, d, a.plateau), decreasing_claim(x, d)]
 
 
 RECIPE = Recipe("uniform", SECTION, "400 equal features in 30 dimensions: D* sticks at 1 and at 1/2 as sparsity grows",
-                configs, _figures, _claims, _interactive)
+                configs, _figures, _claims, _interactive, analyse=analyse)
