@@ -92,3 +92,21 @@ def test_compression_claims_on_a_small_seeded_run():
     claims = recipe.RECIPE.claims(recipe.RECIPE.analysed(runs))
     failed = [f"{c.claim}: expected {c.expected}, measured {c.measured}" for c in claims if not c.held]
     assert len(claims) == 3 and not failed, "\n".join(failed)
+
+
+def test_figures_draw_what_they_are_given():
+    from matplotlib.figure import Figure
+
+    from superposition.figures.compression import compression_figure, sensing_figure
+    from superposition.figures.robustness import radius_figure
+
+    fig = compression_figure([0.01, 0.1], {2: [0.011, 0.017], 3: [0.005, 0.0125]}, 1 / 24, {"trained": 0.03})
+    assert isinstance(fig, Figure) and len(fig.axes[0].lines) == 4
+    with pytest.raises(ValueError, match="values"):
+        compression_figure([0.01, 0.1], {2: [0.011]}, 1 / 24, {})
+    assert isinstance(sensing_figure([1.0, 2.0, 3.0], [3.0, 5.0, 7.0], 2.0, 1.0, ["a", "b", "c"]), Figure)
+    with pytest.raises(ValueError, match="one entry"):
+        sensing_figure([1.0], [3.0, 5.0], 2.0, 1.0, ["a"])
+    assert isinstance(radius_figure([0.0, 0.5, 1.0], torch.tensor([4.0, 2.0, 0.9]), 1.0, 0.8, 0.1), Figure)
+    with pytest.raises(ValueError, match="radius"):
+        radius_figure([0.0, 0.5], torch.tensor([4.0, 2.0, 0.9]), 1.0, 0.8, 0.1)
