@@ -139,9 +139,10 @@ def analyse(runs: dict[str, Run]) -> CompressionAnalysis:
     out, _ = apply_construction(c, xy)
     deviation = float(torch.maximum((out[:, 0] - xh).abs(), (out[:, 1] - yh).abs()).max())
     nl = runs["nonlinear"]
-    curve = {z: [nonlinear_mse(z, e, grid=512) for e in CURVE_EPS] for z in CURVE_Z}
+    curve = {z: [nonlinear_mse(z, e, grid=256) for e in CURVE_EPS] for z in CURVE_Z}
     return CompressionAnalysis(
-        curve=curve, nonlinear=nonlinear_mse(Z, EPS), nonlinear_x_units=nonlinear_mse(Z, min(1.0, EPS * Z)),
+        curve=curve, nonlinear=nonlinear_mse(Z, EPS, grid=1024),
+        nonlinear_x_units=nonlinear_mse(Z, min(1.0, EPS * Z), grid=1024),
         ideal=ideal_mse(Z), relu_deviation=deviation, relu_engine=_engine_mse(nl.config, construction_params(c)),
         neurons=c.neurons, trained_nonlinear=min(nl.metrics.restart_losses[0]),
         trained_nonlinear_all=list(nl.metrics.restart_losses[0]),
