@@ -113,16 +113,46 @@ def test_adversarial_claims_hold_on_a_small_run():
         # Few, small, fast steps: the adversarial step attacks every example along all 20 directions.
         train = replace(cfg.train, steps=800, batch_size=256, lr=5e-3)
         runs[name] = sp.train(replace(cfg, data=data, train=train), compile=False, progress=False)
-    claims = recipe.RECIPE.claims(runs)
+    runs.pop("radius")  # its own test below
+    claims = recipe.RECIPE.claims(recipe.RECIPE.analysed(runs))
     failed = [f"{c.claim}: expected {c.expected}, measured {c.measured}" for c in claims if not c.held]
     assert len(claims) == 3 and not failed, "\n".join(failed)
 
 
+@pytest.mark.slow
+def test_radius_claim_holds_on_the_quick_sweep():
+    run = sp.train(recipe.configs(quick=True)["radius"], progress=False)
+    claim = recipe.radius_claim(recipe.radius_sweep(run))
+    assert claim.held, claim.measured
+
+
+def _sweep(fpd, radius=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0)):
+    n = len(radius)
+    return recipe.RadiusSweep(tuple(radius), torch.tensor(fpd), torch.full((n,), 5), torch.zeros(n))
+
+
+def test_radius_claim_can_fail():
+    assert recipe.radius_claim(_sweep([4.0, 3.5, 2.8, 1.7, 0.98, 0.9])).held  # gone at 80%
+    assert not recipe.radius_claim(_sweep([4.0, 3.5, 0.9, 0.8, 0.7, 0.6])).held  # gone already at 40%
+    assert not recipe.radius_claim(_sweep([4.0, 3.5, 2.8, 2.0, 1.5, 1.2])).held  # never gone
+    assert not recipe.radius_claim(_sweep([4.0, 1.5, 3.5, 2.0, 0.9, 1.6])).held  # no steady decrease
+
+
+def test_radius_sweep_reads_each_instance_attack_norm():
+    cfg = recipe.configs(quick=True)["radius"]
+    cfg = replace(cfg, train=replace(cfg.train, steps=3, batch_size=32))
+    run = sp.train(cfg, compile=False, progress=False)
+    sweep = recipe.radius_sweep(run)
+    assert sweep.radius == recipe.QUICK_RADII
+    assert sweep.features_per_dimension.shape == (len(recipe.QUICK_RADII),)
+
+
 def test_recipe_writes_its_figure_and_claims(tmp_path):
-    tiny = {name: replace(cfg, data=replace(cfg.data, feature_probability=(1.0, 0.1)),
-                          train=replace(cfg.train, steps=20, batch_size=64))
+    tiny = {name: replace(cfg, train=replace(cfg.train, steps=20, batch_size=64))
             for name, cfg in recipe.configs(quick=True).items()}
+    for name in ("standard", "adversarial"):
+        tiny[name] = replace(tiny[name], data=replace(tiny[name].data, feature_probability=(1.0, 0.1)))
     result = run_recipe(replace(recipe.RECIPE, configs=lambda quick: tiny), tmp_path, compile=False, progress=False)
-    assert [p.name for p in tmp_path.glob("*.png")] == ["adversarial.png"]
-    assert len(result.claims) == 3 and (tmp_path / "claims.json").exists()
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["adversarial-radius.png", "adversarial.png"]
+    assert len(result.claims) == 4 and (tmp_path / "claims.json").exists()
     assert get_recipe("adversarial") is recipe.RECIPE

@@ -4,7 +4,15 @@ import pytest
 import torch
 
 import superposition as sp
-from superposition.attacks import attack_directions, attack_losses, attack_radius, worst_perturbation
+from superposition.attacks import (
+    attack_directions,
+    attack_losses,
+    attack_radius,
+    eps_vector,
+    random_perturbation,
+    worst_perturbation,
+)
+from superposition.data import instances
 from superposition.models import forward, instance_loss, target
 
 
@@ -77,3 +85,34 @@ def test_best_of_n_ranks_restarts_by_the_training_objective(tiny, extra):
     best = sp.train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, keep_all_restarts=False)),
                     compile=False, progress=False)
     assert best.metrics.restart == [int(objective.argmin())]
+
+
+def test_random_perturbation_is_the_chosen_feature_direction_with_the_requested_norm():
+    params, x, _ = _case(seed=2)
+    u = torch.rand(3, 16, generator=torch.Generator().manual_seed(5))
+    eps = torch.tensor([0.1, 0.5, 1.0])
+    delta = random_perturbation(params, x, eps, u)
+    radius = attack_radius(x, eps)
+    torch.testing.assert_close(delta.norm(dim=-1), radius.view(-1, 1).expand(3, 16))
+    chosen = (u * 5).long()
+    dirs = attack_directions(params["W"])
+    expected = torch.stack([dirs[i, chosen[i]] for i in range(3)]) * radius.view(-1, 1, 1)
+    torch.testing.assert_close(delta, expected)
+
+
+def test_per_configuration_attack_norms():
+    cfg = sp.RunConfig(sp.ModelConfig("relu_output", 5, 2), sp.DataConfig(feature_probability=(0.1, 0.1, 0.1)),
+                       sp.TrainConfig(adversarial_eps=(0.0, 0.3, 0.8), adversarial_attack="random", restarts=2))
+    assert eps_vector(cfg).tolist() == pytest.approx([0.0, 0.0, 0.3, 0.3, 0.8, 0.8])
+    assert cfg.train.has_adversarial and cfg.train.adversarial_per_config(3) == (0.0, 0.3, 0.8)
+    seeds = instances(cfg).init_seeds
+    assert len(set(seeds[::2])) == 3  # the same p, different norms: independent initial weights
+    with pytest.raises(sp.ConfigError, match="one per configuration"):
+        dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, adversarial_eps=(0.1, 0.2)))
+    with pytest.raises(sp.ConfigError, match="adversarial_attack"):
+        sp.TrainConfig(adversarial_attack="strongest")
+    with pytest.raises(sp.ConfigError, match=r"adversarial_eps\[1\]"):
+        sp.TrainConfig(adversarial_eps=(0.1, -1.0))
+    run = sp.train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=5, batch_size=16)),
+                   compile=False, progress=False)
+    assert len(run.metrics.final_loss) == 3

@@ -69,10 +69,13 @@ def test_recipe_writes_runs_figures_and_claims_and_reuses_runs(tmp_path, monkeyp
 def test_registry():
     assert list(RECIPES) == ["intro", "basic", "loss-decomposition", "phase-diagram", "uniform", "geometry",
                              "nonuniform", "correlated", "dynamics", "adversarial", "privileged-basis",
-                             "absolute-value", "l1-hidden", *FOLLOW_UPS]
+                             "absolute-value", "l1-hidden", "compression", "compressed-sensing", *FOLLOW_UPS]
     assert list(RECIPES)[-len(FOLLOW_UPS):] == list(FOLLOW_UPS) == ["double-descent", "sae-recovery",
                                                                       "sae-absorption"]  # after the paper's
-    sections = [float(r.section.split()[0].split(".")[0]) for r in RECIPES.values() if r.name not in FOLLOW_UPS]
+    paper = [r.section for r in RECIPES.values() if r.name not in FOLLOW_UPS]
+    appendix = [s.startswith("Appendix") for s in paper]
+    assert appendix == sorted(appendix)  # the appendices after the numbered sections
+    sections = [float(s.split()[0].split(".")[0]) for s in paper if not s.startswith("Appendix")]
     assert sections == sorted(sections)  # the paper's order
     with pytest.raises(sp.ConfigError, match="intro"):
         get_recipe("nope")

@@ -82,7 +82,9 @@ def test_compiled_step_matches_eager(kind, distribution):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra", [{"adversarial_eps": 0.1}, {"l1_hidden": (0.0, 0.2)}], ids=["adversarial", "l1"])
+@pytest.mark.parametrize("extra", [{"adversarial_eps": 0.1},
+                                   {"adversarial_eps": (0.0, 0.5), "adversarial_attack": "random"},
+                                   {"l1_hidden": (0.0, 0.2)}], ids=["adversarial", "adversarial-random", "l1"])
 def test_compiled_step_matches_eager_with_objective_extras(extra):
     cfg = small_config("relu_output", n=6, m=3, probs=(1.0, 0.1), steps=100)
     cfg = sp.RunConfig(model=cfg.model, data=cfg.data, train=replace(cfg.train, **extra))

@@ -16,9 +16,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .config import RunConfig
 from .models import Params, forward, target
 
 EPS = 1e-12
+ATTACK_SALT = 0x5EED_A77AC
+"""Salt of the random-feature draws (`Stream.uniform`), independent of the data's own numbers."""
 
 
 def attack_directions(W: Tensor) -> Tensor:
@@ -59,3 +62,34 @@ def worst_perturbation(kind: str, params: Params, x: Tensor, importance: Tensor,
     dirs = attack_directions(params["W"])
     chosen = torch.gather(dirs, 1, worst.unsqueeze(-1).expand(-1, -1, dirs.shape[-1]))
     return radius.view(-1, 1, 1) * chosen
+
+
+def random_perturbation(params: Params, x: Tensor, eps: float | Tensor, uniform: Tensor) -> Tensor:
+    """The analytic optimal attack on one feature per example, drawn at random (the paper's attack for
+    adversarial training), ``[inst, batch, feat]``: radius × the chosen feature's unit direction.
+
+    ``uniform [inst, batch]`` in [0, 1) picks the feature (uniformly among the n). One forward-free
+    gather: cheap enough for every training step.
+    """
+    dirs = attack_directions(params["W"])  # [inst, att, feat]
+    n = dirs.shape[1]
+    chosen = (uniform * n).long().clamp(max=n - 1)  # [inst, batch]
+    picked = torch.gather(dirs, 1, chosen.unsqueeze(-1).expand(-1, -1, dirs.shape[-1]))
+    return attack_radius(x, eps).view(-1, 1, 1) * picked
+
+
+def training_perturbation(kind: str, attack: str, params: Params, x: Tensor, importance: Tensor,
+                          eps: Tensor, uniform: Tensor) -> Tensor:
+    """The attack adversarial training adds to ``x [inst, batch, feat]``: `worst_perturbation` or
+    `random_perturbation` (``attack``), of norm ``eps [inst]`` × each instance's mean input norm."""
+    if attack == "random":
+        return random_perturbation(params, x, eps, uniform)
+    return worst_perturbation(kind, params, x, importance, eps)
+
+
+def eps_vector(config: RunConfig, device: torch.device | str = "cpu") -> Tensor:
+    """The adversarial attack norm of every instance ``[inst]`` (fraction of the mean input norm)."""
+    from .data import instances
+
+    per_config = torch.tensor(config.train.adversarial_per_config(config.data.n_configs), dtype=torch.float32)
+    return per_config[instances(config).config_index].to(device)

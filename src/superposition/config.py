@@ -19,12 +19,14 @@ Magnitude = Literal["uniform", "constant", "folded_normal", "exponential"]
 ProbabilityLaw = Literal["constant", "power_law", "exponential"]
 Schedule = Literal["constant", "linear", "cosine"]
 Gradients = Literal["auto", "fused", "autograd"]
+AdversarialAttack = Literal["worst", "random"]
 
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 MAGNITUDES: tuple[str, ...] = get_args(Magnitude)
 PROBABILITY_LAWS: tuple[str, ...] = get_args(ProbabilityLaw)
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
 GRADIENTS: tuple[str, ...] = get_args(Gradients)
+ADVERSARIAL_ATTACKS: tuple[str, ...] = get_args(AdversarialAttack)
 # Optimisers whose update is tensor maths inside the (compilable) step; any other torch.optim class
 # name is accepted too and runs as a torch.optim optimiser on the autograd path.
 FUSED_OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd")
@@ -363,10 +365,15 @@ class TrainConfig:
     l1_hidden: float | tuple[float, ...] = 0.0
     """λ of an L1 penalty on the hidden activations, λ · mean over the batch of ‖h‖₁, added to the
     training objective (not to the reported loss). One value, or one per configuration."""
-    adversarial_eps: float = 0.0
-    """Adversarial training: attack each example with the most harmful per-feature WᵀW attack
-    (`superposition.attacks`) of norm adversarial_eps × the batch's mean input norm, and train
-    to reproduce the clean input. 0 turns it off; the paper's attacks use 0.1."""
+    adversarial_eps: float | tuple[float, ...] = 0.0
+    """Adversarial training: attack each example with a per-feature WᵀW attack (`superposition.attacks`,
+    see `adversarial_attack`) of norm adversarial_eps × the batch's mean input norm, and train to
+    reproduce the clean input. 0 turns it off; the paper's attacks use 0.1. One value, or one per
+    configuration (a sweep of attack norms in one run)."""
+    adversarial_attack: AdversarialAttack = "worst"
+    """Which feature's attack adversarial training uses: worst (the most harmful of the n features'
+    attacks per example; n forward passes) or random (one feature drawn at random per example, the
+    paper's choice for adversarial training; one pass)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))
@@ -398,7 +405,12 @@ class TrainConfig:
         for i, lam in enumerate(self.l1_hidden if isinstance(self.l1_hidden, tuple) else (self.l1_hidden,)):
             where = f"train.l1_hidden[{i}]" if isinstance(self.l1_hidden, tuple) else "train.l1_hidden"
             _check_real(where, lam, 0.0, math.inf)
-        _check_real("train.adversarial_eps", self.adversarial_eps, 0.0, math.inf)
+        object.__setattr__(self, "adversarial_eps", _freeze(self.adversarial_eps))
+        eps = self.adversarial_eps
+        for i, e in enumerate(eps if isinstance(eps, tuple) else (eps,)):
+            _check_real(f"train.adversarial_eps[{i}]" if isinstance(eps, tuple) else "train.adversarial_eps",
+                        e, 0.0, math.inf)
+        _check_choice("train.adversarial_attack", self.adversarial_attack, ADVERSARIAL_ATTACKS)
 
     def _check_optimizer(self) -> None:
         name = self.optimizer
@@ -436,6 +448,16 @@ class TrainConfig:
         """λ of every configuration: the one normalised form of `l1_hidden`."""
         lam = self.l1_hidden
         return tuple(lam) if isinstance(lam, tuple) else (float(lam),) * n_configs
+
+    def adversarial_per_config(self, n_configs: int) -> tuple[float, ...]:
+        """Attack norm (fraction of the mean input norm) of every configuration."""
+        eps = self.adversarial_eps
+        return tuple(eps) if isinstance(eps, tuple) else (float(eps),) * n_configs
+
+    @property
+    def has_adversarial(self) -> bool:
+        eps = self.adversarial_eps
+        return any(v > 0 for v in eps) if isinstance(eps, tuple) else eps > 0
 
     @property
     def has_l1(self) -> bool:
@@ -496,8 +518,12 @@ class RunConfig:
         if isinstance(l1, tuple) and len(l1) != self.data.n_configs:
             _fail("train.l1_hidden", list(l1), f"must be one number or one per configuration "
                   f"(len(data.feature_probability) = {self.data.n_configs}), got {len(l1)}")
+        eps = self.train.adversarial_eps
+        if isinstance(eps, tuple) and len(eps) != self.data.n_configs:
+            _fail("train.adversarial_eps", list(eps), f"must be one number or one per configuration "
+                  f"(len(data.feature_probability) = {self.data.n_configs}), got {len(eps)}")
         parts = self.model.parts
-        if self.train.adversarial_eps > 0 and (self.model.fused_kind is None or not parts.tied):
+        if self.train.has_adversarial and (self.model.fused_kind is None or not parts.tied):
             _fail("train.adversarial_eps", self.train.adversarial_eps,
                   "must be 0 here: the WᵀW attack needs a tied paper model (linear, relu_output, relu_hidden)")
         if self.data.signed is None:

@@ -244,12 +244,18 @@ def instances(config: RunConfig) -> Instances:
 
 
 def configuration_keys(config: RunConfig) -> list[int]:
-    """A 64-bit key of each configuration's values (float32 bits of p and importance, and λ)."""
+    """A 64-bit key of each configuration's values (float32 bits of p and importance, λ, and a
+    per-configuration attack norm)."""
     probs, imps = probability_matrix(config), importance_matrix(config)
     lams = torch.tensor(config.train.l1_per_config(config.data.n_configs), dtype=torch.float32)
+    # A per-configuration attack norm is part of a configuration's values (runs with one norm for all
+    # configurations keep their keys).
+    eps = config.train.adversarial_eps
+    extra = torch.tensor(eps, dtype=torch.float32).view(-1, 1) if isinstance(eps, tuple) else \
+        torch.zeros(len(lams), 0)
     keys = []
-    for p, w, lam in zip(probs, imps, lams, strict=True):
-        bits = torch.cat([p, w, lam.view(1)]).view(torch.int32).tolist()
+    for p, w, lam, e in zip(probs, imps, lams, extra, strict=True):
+        bits = torch.cat([p, w, lam.view(1), e]).view(torch.int32).tolist()
         keys.append(derive_seed(*(b & 0xFFFFFFFF for b in bits)))
     return [k & ((1 << 63) - 1) for k in keys]
 

@@ -31,9 +31,20 @@ from tqdm.auto import tqdm
 from . import compiling, guard
 from . import run as rundir
 from .analysis.phase import best_restarts
-from .attacks import worst_perturbation
+from .attacks import ATTACK_SALT, eps_vector, training_perturbation
 from .config import PRESETS, ConfigError, RunConfig
-from .data import STREAM_EVAL, FeatureSpec, dataset, draw, feature_spec, instances, l1_vector, minibatch, shuffle_keys
+from .data import (
+    STREAM_EVAL,
+    FeatureSpec,
+    Stream,
+    dataset,
+    draw,
+    feature_spec,
+    instances,
+    l1_vector,
+    minibatch,
+    shuffle_keys,
+)
 from .estimate import estimate_loss
 from .models import FROZEN, LossAndGrads, Params, composed, forward, gradient_fn, init_params, target, trainable
 from .models.fused import UNROLL_MAX_HIDDEN
@@ -180,7 +191,8 @@ def make_step(config: RunConfig, compiled: bool, optimizer: TorchOptimizer | Non
     With a torch.optim `optimizer` the update is its `step` (eager only)."""
     data, cfg = config.data, config.train
     gradients = _gradients(config, compiled)
-    use_l1, adversarial, name = cfg.has_l1, cfg.adversarial_eps, config.target
+    use_l1, adversarial, name = cfg.has_l1, cfg.has_adversarial, config.target
+    eps_list = eps_vector(config).tolist() if adversarial else []
 
     def step_fn(params: Params, exp_avg: Params, exp_avg_sq: Params, step: Tensor, loss_sum: Tensor,
                 spec: FeatureSpec, lrs: Tensor, l1: Tensor, train_set: Tensor | None = None,
@@ -192,7 +204,10 @@ def make_step(config: RunConfig, compiled: bool, optimizer: TorchOptimizer | Non
         goal = None
         if adversarial:
             goal = target(name, x)
-            x = x + worst_perturbation(config.model.fused_kind, params, x, spec.importance, adversarial)
+            eps = torch.tensor(eps_list, dtype=x.dtype, device=x.device)
+            uniform = Stream(spec.keys, step).uniform(x.shape[1], 1, salt=ATTACK_SALT).squeeze(-1)
+            x = x + training_perturbation(config.model.fused_kind, cfg.adversarial_attack, params, x,
+                                          spec.importance, eps, uniform)
         loss, grads = gradients(params, x, spec.importance, goal, l1 if use_l1 else None)
         loss_sum.add_(loss)
         lr = torch.index_select(lrs, 0, step.view(1)).squeeze(0)
@@ -258,8 +273,8 @@ def evaluate(config: RunConfig, params: Params, spec: FeatureSpec | None = None,
     (or, with ``split="test"``, the held-out test set).
 
     With `objective`, the loss the run was trained on instead of the plain loss: inputs attacked
-    when `train.adversarial_eps` > 0, plus the L1 penalty when `train.l1_hidden` > 0. Best-of-N
-    ranks restarts by it.
+    when `train.adversarial_eps` > 0 (random-feature attacks drawn from a fixed stream), plus the L1
+    penalty when `train.l1_hidden` > 0. Best-of-N ranks restarts by it.
     """
     device = next(iter(params.values())).device
     spec = spec if spec is not None else feature_spec(config, STREAM_EVAL, device)
@@ -306,8 +321,13 @@ def _batch_loss(config: RunConfig, params: Params, x: Tensor, importance: Tensor
                 objective: bool) -> Tensor:
     cfg = config.train
     goal = target(config.target, x)
-    if objective and cfg.adversarial_eps > 0:
-        x = x + worst_perturbation(config.model.fused_kind, params, x, importance, cfg.adversarial_eps)
+    if objective and cfg.has_adversarial:
+        eps = eps_vector(config, x.device)
+        keys = torch.arange(x.shape[0], dtype=torch.int64, device=x.device)
+        uniform = Stream(keys, torch.zeros((), dtype=torch.int64, device=x.device)).uniform(
+            x.shape[1], 1, salt=ATTACK_SALT).squeeze(-1)
+        x = x + training_perturbation(config.model.fused_kind, cfg.adversarial_attack, params, x, importance,
+                                      eps, uniform)
     fwd = forward(config.model, params, x)
     loss = LOSSES.get(cfg.loss)(fwd.output, goal, importance)
     if l1 is not None:
@@ -576,7 +596,7 @@ def _finish(config: RunConfig, state: TrainState, done: LoopResult, prov: dict) 
     losses, errors = estimate.mean.float().cpu(), estimate.se.float().cpu()
     test = evaluate(config, params, split="test").cpu() if config.data.n_train is not None else None
     ranked = losses
-    if config.train.restarts > 1 and (config.train.has_l1 or config.train.adversarial_eps > 0):
+    if config.train.restarts > 1 and (config.train.has_l1 or config.train.has_adversarial):
         ranked = evaluate(config, params, objective=True).cpu()  # what the restarts were trained to minimise
     keep = select_best(config, ranked)
     table = instances(config)

@@ -7,6 +7,8 @@ from . import (
     absolute_value,
     adversarial,
     basic,
+    compressed_sensing,
+    compression,
     correlated,
     double_descent,
     dynamics,
@@ -33,6 +35,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     privileged_basis.RECIPE,  # 8 privileged basis
     absolute_value.RECIPE,  # 9 computation in superposition
     l1_hidden.RECIPE,  # 10 removing superposition
+    compression.RECIPE, compressed_sensing.RECIPE,  # appendix: nonlinear compression, compressed sensing
 )}
 """Every experiment, in the paper's order (the order `reproduce` runs them in), then the follow-ups."""
 

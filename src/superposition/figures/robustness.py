@@ -87,6 +87,33 @@ def adversarial_figure(
     return fig
 
 
+def radius_figure(radius: Sequence[float], features_per_dimension: Tensor, threshold: float,
+                  paper_radius: float, feature_probability: float) -> Figure:
+    """Features per dimension of adversarially trained models against the training attack norm.
+
+    **Arguments:** ``radius``: attack norm per instance (fraction of the mean input norm);
+    ``features_per_dimension`` ``[inst]``; ``threshold``: the no-superposition level (a dashed
+    line); ``paper_radius``: where the paper found superposition gone (a dotted line);
+    ``feature_probability``: the shared p (the title). **Returns:** a Figure with one axis.
+    """
+    f = _np(features_per_dimension)
+    if len(radius) != len(f):
+        raise ValueError(f"radius has {len(radius)} entries but features_per_dimension {len(f)}")
+    fig = Figure(figsize=(4.5, 3.3), layout="constrained")
+    ax = fig.subplots()
+    r = 100 * np.asarray(radius, dtype=float)
+    order = np.argsort(r)
+    ax.plot(r[order], f[order], marker="o", ms=4, color=_colors(1)[0])
+    ax.axhline(threshold, color="0.6", lw=0.8, ls="--", zorder=0, label="no superposition")
+    ax.axvline(100 * paper_radius, color="0.3", lw=0.8, ls=":", label="paper: ~80%")
+    ax.set_xlabel("training attack norm (% of the mean input norm)")
+    ax.set_ylabel(FPD_LABEL)
+    ax.set_title(f"adversarial training, {sparsity_label(feature_probability)}", fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    _tidy(ax)
+    return fig
+
+
 def l1_figure(
     l1: Sequence[float],
     loss: Tensor,
