@@ -256,8 +256,10 @@ SMALL_P = (1.0, 0.3, 0.05)
 def test_claims_on_a_small_seeded_run(n_hidden):
     """A 3 × 3 grid with a cell of every phase, ten restarts at the quick recipe's training settings.
 
-    Every claim holds except the loss claim against the paper's own candidates: at r = 0.1 and
-    5, 1 − S = 0.3 the trained pair has unequal norms and beats W = [1, −1] by more than 1%.
+    Sparsity, sharpness and the loss claim against our theory hold. The best of ten agrees with the
+    theory everywhere, but the paper's average over nine seeds does not reach 85%: in superposition
+    cells about a third of the seeds settle with one feature dropped (a local minimum). Against the
+    paper's own candidates the loss claim fails: trained pairs with unequal norms beat W = [1, −1].
     """
     quick = recipe.SIZES[True]
     config = recipe.grid_config(n_hidden, SMALL_R, SMALL_P, restarts=10, steps=quick.steps)
@@ -267,8 +269,10 @@ def test_claims_on_a_small_seeded_run(n_hidden):
     assert set(result.theory.phase.reshape(-1).tolist()) == {NOT_REPRESENTED, DEDICATED, SUPERPOSITION}
     assert result.restart_phase.shape == (3, 3, 10) and int(result.kept.sum()) == 81
     sparsity, sharp, agree, paper, ours = recipe.result_claims(result)
-    for claim in (sparsity, sharp, agree, ours):
+    for claim in (sparsity, sharp, ours):
         assert claim.held, f"{claim.claim}: {claim.measured}"
+    assert "best of 10: 100.0%" in agree.measured
+    assert float(result.mean_agreement().mean()) < float(result.seed_agreement().max())
     assert not paper.held and "unequal norms" in paper.measured
 
 

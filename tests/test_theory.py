@@ -234,15 +234,18 @@ def brute_force_pair(r: float, p: float, rounds: int = 4, draws: int = 3000) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("p", "r"), [(0.27, 0.1), (0.1, 0.3)])
+@pytest.mark.parametrize(("p", "r"), [(0.14, 0.1), (0.27, 0.2)])
 def test_unequal_pair_is_the_brute_force_optimum(p, r):
-    """Where unequal norms pay (r far from 1 at moderate sparsity), the optimised family matches a
-    brute-force search of the whole pair space, and both beat the paper's equal-norm pair."""
+    """Where unequal norms pay and superposition is the best phase (r far from 1 at moderate
+    sparsity), the optimised family matches a brute-force search of the whole pair space, and both
+    beat the paper's equal-norm pair by more than 2%."""
     found = unequal_pair([r], [p])
     brute = brute_force_pair(r, p)
     equal = (1 + r) * float(antipodal_error(p, antipodal_bias(p)))
     assert float(found.error) == pytest.approx(brute, rel=3e-3)
-    assert float(found.error) < 0.99 * equal and brute < 0.99 * equal
+    assert float(found.error) < 0.98 * equal and brute < 0.98 * equal
+    _, var = feature_moments(p)
+    assert float(found.error) < r * float(var)  # below dropping the extra feature: superposition wins
     a, c = found.norms[0, 0].tolist()
     assert a > c > 0.5  # the more important feature gets the longer vector; both are represented
 
