@@ -362,11 +362,31 @@ def agreement_claim(result: PhaseResult) -> ClaimResult:
                 f"best of {result.restarts}: {best:.1%}")
     if result.ours is not None:
         measured += f"; against our theory (unequal pairs too): {float(result.mean_agreement(result.ours).mean()):.1%}"
+    if mean < MIN_AGREEMENT:
+        measured += _disagreement(result)
     return ClaimResult(
         SECTION, f"{result.label}: the trained phase diagram matches the toy model of the toy model",
         f"'{PAPER_PROTOCOL}' On that average, ≥ {MIN_AGREEMENT:.0%} of cells with the theory's phase "
         f"(the paper's candidates; theory: {by_phase})",
         measured, mean >= MIN_AGREEMENT)
+
+
+def _disagreement(result: PhaseResult) -> str:
+    """Where the kept seeds that miss the theory's phase went, by the theory's phase (the cause)."""
+    if result.restart_phase is None or result.kept is None:
+        return ""
+    parts = []
+    for k, name in enumerate(PHASES):
+        cells = result.theory.phase == k
+        phases = result.restart_phase[cells][result.kept[cells]]
+        if phases.numel() == 0:
+            continue
+        counts = torch.bincount(phases, minlength=len(PHASES) + 1).tolist()
+        went = ", ".join(f"{n} {c}" for j, (n, c) in enumerate(zip([*PHASES, "other"], counts, strict=True))
+                         if j != k and c)
+        parts.append(f"{name} cells: {1 - counts[k] / phases.numel():.0%} of kept seeds off ({went or 'none'})")
+    return (f"; cause: single seeds settle in other minima ({'; '.join(parts)}), which the best of "
+            f"{result.restarts} avoids")
 
 
 def _loss_claim(result: PhaseResult, theory: PhaseDiagram, which: str, cause: str) -> ClaimResult:
