@@ -12,9 +12,12 @@ import superposition as sp
 from superposition.analysis.phase import (
     OTHER,
     best_restarts,
+    by_configuration,
     classify_extra_feature,
+    drop_worst,
     expected_loss,
     extra_feature_overlap,
+    phase_shares,
 )
 from superposition.analysis.theory import (
     DEDICATED,
@@ -106,6 +109,35 @@ def test_best_restarts():
         best_restarts(losses[:2], [0, 2])
 
 
+def test_restart_bookkeeping():
+    values = torch.arange(6.0)
+    assert by_configuration(values, [0, 0, 1, 1, 2, 2]).tolist() == [[0, 1], [2, 3], [4, 5]]
+    assert by_configuration(values, [1, 0, 1, 0, 2, 2]).tolist() == [[1, 3], [0, 2], [4, 5]]
+    with pytest.raises(ValueError, match="same number"):
+        by_configuration(values, [0, 0, 0, 1, 1, 2])
+    losses = torch.tensor([[3.0, 1.0, 2.0], [1.0, float("nan"), 0.0], [2.0, 2.0, 1.0]])
+    assert drop_worst(losses).tolist() == [[False, True, True], [True, False, True], [True, False, True]]
+    assert drop_worst(losses[:, :1]).all()  # one restart: nothing to drop
+    phases = torch.tensor([[0, 2, 2], [1, 3, 1], [0, 0, 0]])
+    shares = phase_shares(phases, drop_worst(losses))
+    torch.testing.assert_close(shares[0], torch.tensor([0.0, 0.0, 1.0, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(shares[1], torch.tensor([0.0, 1.0, 0.0, 0.0], dtype=torch.float64))
+
+
+def test_recipe_cells_start_from_independent_weights():
+    """share_init is off: within a restart, no two cells of a grid share their initial weights."""
+    for quick in (True, False):
+        cfg = recipe.config(2, quick)
+        assert cfg.train.share_init is False and cfg.train.restarts == 10
+    cfg = recipe.grid_config(1, SMALL_R, SMALL_P, restarts=2, steps=10)
+    table = sp.data.instances(cfg)
+    assert len(set(table.init_seeds)) == cfg.n_instances
+    W = sp.models.init_params(cfg.model, table.init_seeds)["W"].reshape(len(SMALL_R) * len(SMALL_P), 2, -1)
+    first = W[:, 0].reshape(len(W), -1)  # restart 0 of every cell
+    assert torch.cdist(first, first).add(torch.eye(len(W))).min() > 1e-4
+    assert len(set(table.seeds)) == 2  # data events stay shared across cells (one stream per restart)
+
+
 # --- claims on constructed grids ------------------------------------------------------------
 
 R_GRID = [0.1, 0.3, 0.6, 1.5, 4.0, 10.0]
@@ -130,8 +162,10 @@ def with_phases(result: recipe.PhaseResult, phases: torch.Tensor) -> recipe.Phas
 @pytest.mark.parametrize("n_hidden", [1, 2])
 def test_claims_hold_on_the_theory_itself(n_hidden):
     claims = recipe.result_claims(ideal(n_hidden))
-    assert len(claims) == 4 and all(c.held for c in claims), [c for c in claims if not c.held]
-    assert "100.0%" in claims[2].measured
+    assert len(claims) == 5 and all(c.held for c in claims), [c for c in claims if not c.held]
+    assert claims[2].measured.startswith("100.0%")
+    # Against our theory the paper's candidates are up to a few percent above the optimum.
+    assert "0/42 cells below it" in claims[4].measured and "trained / theory 1–1.0" in claims[4].measured
 
 
 def test_sparsity_claim_fails_with_dense_superposition():
@@ -167,6 +201,32 @@ def test_agreement_and_loss_claims_fail_when_off():
     assert not recipe.agreement_claim(with_phases(result, phases)).held
     worse = replace(result, loss=result.loss * 1.2)
     assert not recipe.loss_claim(worse).held
+    better = replace(result, loss=result.loss.clone().index_put_((torch.tensor([0]), torch.tensor([3])),
+                                                                  result.loss[0, 3] * 0.97))
+    below = recipe.loss_claim(better)  # one cell 3% below the optimum: the candidates miss a solution
+    assert not below.held and "1/42 cells below it" in below.measured and "unequal norms" in below.measured
+    ours = recipe.our_loss_claim(replace(result, loss=result.ours.losses.min(0).values))
+    assert ours.held and "0/42 cells below it" in ours.measured
+
+
+def test_the_paper_protocol_averages_the_kept_restarts():
+    """Ten restarts per cell, the worst dropped: the average counts the nine kept ones."""
+    theory = phase_diagram(1, R_GRID, P_GRID)
+    cells = len(R_GRID) * len(P_GRID)
+    phases = theory.phase.reshape(-1, 1).repeat(1, 10)
+    phases[:, 7:] = (phases[:, 7:] + 1) % 3  # restarts 7, 8, 9 disagree everywhere
+    W = torch.stack([torch.cat([phase_candidate(1, int(k), 0.1)["W"] for k in row]) for row in phases])
+    loss = torch.ones(cells, 10)
+    loss[:, 9] = 2.0  # restart 9 is the worst: dropped
+    loss[:, 0] = 0.5  # restart 0 is the best
+    result = recipe.analyse_weights(W, loss, 1, R_GRID, P_GRID, restarts=10, steps=1, unequal_pairs=False)
+    torch.testing.assert_close(result.mean_agreement(), torch.full((len(R_GRID), len(P_GRID)), 7 / 9,
+                                                                   dtype=torch.float64))
+    assert result.seed_agreement().tolist() == [1.0] * 7 + [0.0] * 3
+    assert (result.trained.phase == theory.phase).all() and (result.mean_phase() == theory.phase).all()
+    claim = recipe.agreement_claim(result)
+    assert not claim.held and claim.measured.startswith("77.8% averaged over the 9 kept seeds")
+    assert "single seeds 0%–100%" in claim.measured and "best of 10: 100.0%" in claim.measured
 
 
 # --- figures --------------------------------------------------------------------------------
@@ -189,20 +249,31 @@ def test_figures_draw_and_check_shapes():
 
 SMALL_R = (0.1, 0.3, 5.0)
 SMALL_P = (1.0, 0.3, 0.05)
-SMALL_RESTARTS = {1: 3, 2: 6}  # n = 3 often settles in the paired-features minimum: more seeds
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("n_hidden", [1, 2])
-def test_claims_hold_on_a_small_seeded_run(n_hidden):
-    """A 3 × 3 grid with a cell of every phase; batch 512 and 1500 steps converge it."""
-    config = recipe.grid_config(n_hidden, SMALL_R, SMALL_P, restarts=SMALL_RESTARTS[n_hidden], steps=1500)
-    config = replace(config, train=replace(config.train, batch_size=512))
-    run = sp.train(config, compile=False, progress=False)
-    result = recipe.analyse(run)
+def test_claims_on_a_small_seeded_run(n_hidden):
+    """A 3 × 3 grid with a cell of every phase, ten restarts at the quick recipe's training settings.
+
+    Sparsity, sharpness and the loss claim against our theory hold. The best of ten agrees with the
+    theory everywhere, but the paper's average over nine seeds does not reach 85%: in superposition
+    cells about a third of the seeds settle with one feature dropped (a local minimum). Against the
+    paper's own candidates the loss claim fails: trained pairs with unequal norms beat W = [1, −1].
+    """
+    quick = recipe.SIZES[True]
+    config = recipe.grid_config(n_hidden, SMALL_R, SMALL_P, restarts=10, steps=quick.steps)
+    config = replace(config, train=replace(config.train, batch_size=quick.batch_size, lr=quick.lr,
+                                           schedule="cosine"))
+    result = recipe.analyse(sp.train(config, compile=False, progress=False))
     assert set(result.theory.phase.reshape(-1).tolist()) == {NOT_REPRESENTED, DEDICATED, SUPERPOSITION}
-    claims = recipe.result_claims(result)
-    assert all(c.held for c in claims), [f"{c.claim}: {c.measured}" for c in claims if not c.held]
+    assert result.restart_phase.shape == (3, 3, 10) and int(result.kept.sum()) == 81
+    sparsity, sharp, agree, paper, ours = recipe.result_claims(result)
+    for claim in (sparsity, sharp, ours):
+        assert claim.held, f"{claim.claim}: {claim.measured}"
+    assert "best of 10: 100.0%" in agree.measured
+    assert float(result.mean_agreement().mean()) < float(result.seed_agreement().max())
+    assert not paper.held and "unequal norms" in paper.measured
 
 
 @pytest.mark.slow
@@ -212,7 +283,7 @@ def test_recipe_writes_figures_and_claims(tmp_path):
     rec = replace(get_recipe("phase-diagram"), configs=lambda quick: tiny)
     result = run_recipe(rec, tmp_path, quick=True, compile=False, progress=False)
     assert {p.name for p in tmp_path.glob("*.png")} == {"phase_diagram.png", "phase_order.png"}
-    assert len(result.claims) == 8 and (tmp_path / "claims.json").exists()
+    assert len(result.claims) == 10 and (tmp_path / "claims.json").exists()
     assert all(c.section == recipe.SECTION for c in result.claims)
 
 
@@ -223,5 +294,6 @@ def test_recipe_sizes():
         assert rs[0] == pytest.approx(0.1) and rs[-1] == pytest.approx(10) and ps[0] == 1 and ps[-1] == 0.01
         cfg = recipe.config(2, quick)
         assert cfg.data.n_configs == size.rows * size.columns and cfg.train.keep_all_restarts
+        assert (cfg.train.steps, cfg.train.batch_size, cfg.train.lr) == (size.steps, size.batch_size, size.lr)
         assert cfg.data.importance[size.columns] == (1.0, 1.0, rs[1])  # row-major: r changes every P configs
     assert recipe.SIZES[False].restarts == 10

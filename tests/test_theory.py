@@ -12,8 +12,10 @@ from superposition.analysis.theory import (
     antipodal_bias,
     antipodal_error,
     feature_moments,
+    pair_error,
     phase_candidate,
     phase_diagram,
+    unequal_pair,
 )
 from superposition.models import forward, instance_loss
 
@@ -179,3 +181,87 @@ def test_the_left_out_triangle_never_wins():
             imp = torch.tensor([1.0, 1.0, rr]).expand(len(biases), 3)
             triangle = expected_loss("relu_output", params, prob, imp, samples=1024).min()
             assert triangle > best[i, j], (rr, pp)
+
+
+# --- antipodal pairs of unequal norms -------------------------------------------------------
+
+
+def pair_params(norms, biases) -> dict[str, torch.Tensor]:
+    """The two-feature model W = [a, −c] (one dimension) with biases (b₁, b₂), instances first."""
+    norms, biases = torch.as_tensor(norms, dtype=torch.float32), torch.as_tensor(biases, dtype=torch.float32)
+    W = torch.stack([norms[..., 0], -norms[..., 1]], -1).unsqueeze(-1)
+    return {"W": W.reshape(-1, 2, 1), "b": biases.reshape(-1, 2)}
+
+
+def test_pair_error_reduces_to_the_equal_norm_pair():
+    p = torch.tensor([1.0, 0.3, 0.02], dtype=torch.float64)
+    b = antipodal_bias(p)
+    for r in (1.0, 0.25, 4.0):
+        got = pair_error(r, p, torch.ones(3, 2, dtype=torch.float64), torch.stack([b, b], -1))
+        torch.testing.assert_close(got, (1 + r) * antipodal_error(p, b), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize(("p", "r"), [(0.27, 0.1), (0.05, 3.0), (0.6, 1.5)])
+def test_pair_error_matches_the_package_loss(p, r):
+    """Unequal norms and biases, evaluated independently by the package's forward pass and loss."""
+    from superposition.analysis.phase import expected_loss
+
+    norms = torch.tensor([[1.1, 0.7], [0.8, 1.2]], dtype=torch.float64)
+    biases = torch.tensor([[0.05, -0.1], [0.2, 0.0]], dtype=torch.float64)
+    exact = pair_error(r, p, norms, biases) / 2  # the package averages over the 2 features
+    prob, imp = torch.full((2, 2), p), torch.tensor([[1.0, r]] * 2)
+    got = expected_loss("relu_output", pair_params(norms, biases), prob, imp, nodes=256)
+    torch.testing.assert_close(got, exact, rtol=2e-4, atol=1e-9)
+
+
+def brute_force_pair(r: float, p: float, rounds: int = 4, draws: int = 3000) -> float:
+    """The lowest loss of W = [a, −c], b = (b₁, b₂) found by shrinking random searches, each model
+    scored by the package's own forward pass (`expected_loss` on a midpoint grid)."""
+    from superposition.analysis.phase import expected_loss
+
+    g = torch.Generator().manual_seed(0)
+    centre = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    width = torch.tensor([0.5, 0.5, 0.3, 0.3])
+    prob, imp = torch.full((draws, 2), p), torch.tensor([[1.0, r]]).expand(draws, 2)
+    best = float("inf")
+    for _ in range(rounds):
+        x = centre + width * (2 * torch.rand(draws, 4, generator=g) - 1)
+        x[0] = centre
+        loss = expected_loss("relu_output", pair_params(x[:, :2], x[:, 2:]), prob, imp, nodes=96)
+        k = int(loss.argmin())
+        best, centre, width = min(best, float(loss[k]) * 2), x[k], width / 3
+    return best
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("p", "r"), [(0.14, 0.1), (0.27, 0.2)])
+def test_unequal_pair_is_the_brute_force_optimum(p, r):
+    """Where unequal norms pay and superposition is the best phase (r far from 1 at moderate
+    sparsity), the optimised family matches a brute-force search of the whole pair space, and both
+    beat the paper's equal-norm pair by more than 2%."""
+    found = unequal_pair([r], [p])
+    brute = brute_force_pair(r, p)
+    equal = (1 + r) * float(antipodal_error(p, antipodal_bias(p)))
+    assert float(found.error) == pytest.approx(brute, rel=3e-3)
+    assert float(found.error) < 0.98 * equal and brute < 0.98 * equal
+    _, var = feature_moments(p)
+    assert float(found.error) < r * float(var)  # below dropping the extra feature: superposition wins
+    a, c = found.norms[0, 0].tolist()
+    assert a > c > 0.5  # the more important feature gets the longer vector; both are represented
+
+
+def test_unequal_pairs_lower_the_superposition_loss_only():
+    r, p = torch.logspace(-1, 1, 5), torch.logspace(0, -2, 5)
+    for m in (1, 2):
+        paper, ours = phase_diagram(m, r, p), phase_diagram(m, r, p, unequal_pairs=True)
+        torch.testing.assert_close(ours.losses[:SUPERPOSITION], paper.losses[:SUPERPOSITION])
+        assert (ours.losses[SUPERPOSITION] <= paper.losses[SUPERPOSITION] * (1 + 1e-12)).all()
+        assert (ours.losses[SUPERPOSITION] < paper.losses[SUPERPOSITION] * 0.995).any()
+    found = unequal_pair(r, p)
+    # r = 1 (the middle row): the best pair is symmetric. Dense, it is the tie of the linear regime:
+    # W = ±1/√2, b = 1/2 reproduces x₁ + x₂'s mean, error 1/12 = var, like dropping a feature.
+    torch.testing.assert_close(found.norms[2, :, 0], found.norms[2, :, 1], rtol=1e-6, atol=1e-6)
+    assert float(found.error[2, 0]) == pytest.approx(1 / 12, rel=1e-3)
+    assert found.norms[2, 0].tolist() == pytest.approx([2**-0.5] * 2, rel=1e-3)
+    flipped = unequal_pair(1 / r, p)  # r·e(1/r) is e(r) with the pair's roles swapped
+    torch.testing.assert_close(found.error, r[:, None].double() * flipped.error, rtol=1e-5, atol=1e-12)

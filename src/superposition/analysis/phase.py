@@ -105,7 +105,7 @@ def on_patterns(n_features: int) -> Tensor:
 
 
 def expected_loss(kind: str, params: Params, probability: Tensor, importance: Tensor, samples: int = 2048,
-                  seed: int = 0, chunk: int = 1 << 21) -> Tensor:
+                  seed: int = 0, chunk: int = 1 << 21, nodes: int | None = None) -> Tensor:
     """Each instance's expected loss on independent U[0, 1] features, stratified by which are on.
 
     E[L] = Σ_s P(s) E[L | s] over the 2ⁿ on/off patterns s, with P(s) = Π_i p_i^{s_i} (1 − p_i)^{1 − s_i}
@@ -118,11 +118,20 @@ def expected_loss(kind: str, params: Params, probability: Tensor, importance: Te
     - ``probability``, ``importance``: ``[inst, feat]``.
     - ``samples``: uniform draws per pattern; ``seed`` their generator seed.
     - ``chunk``: at most this many (instance × sample) rows per forward pass (memory).
+    - ``nodes``: instead of random draws, the midpoint grid with ``nodes`` points per feature
+      (``nodes**n`` points, ``samples`` and ``seed`` unused): deterministic, and for the piecewise
+      smooth losses of these models its error falls as 1/nodes² (about 1e-3 relative at 16 nodes
+      for n = 3, tested against the closed forms).
 
     **Returns:** ``[inst]``, float64.
     """
     inst, n = probability.shape
-    u = torch.rand(samples, n, generator=torch.Generator().manual_seed(seed))
+    if nodes is not None:
+        axis = (torch.arange(nodes, dtype=torch.float32) + 0.5) / nodes
+        u = torch.cartesian_prod(*[axis] * n).reshape(-1, n)
+        samples = len(u)
+    else:
+        u = torch.rand(samples, n, generator=torch.Generator().manual_seed(seed))
     prob = probability.double()
     total = torch.zeros(inst, dtype=torch.float64)
     step = max(1, chunk // samples)
@@ -155,3 +164,38 @@ def best_restarts(losses: Float[Tensor, " inst"], config_index: Tensor | list[in
     if bool((best == len(config)).any()):
         raise ValueError("config_index must contain every configuration 0 … C − 1")
     return best
+
+
+def by_configuration(values: Tensor, config_index: Tensor | list[int]) -> Tensor:
+    """Regroup per-instance values ``[inst, ...]`` as ``[config, restart, ...]``.
+
+    Needs every configuration to hold the same number of instances (a run with all restarts kept).
+    Within a configuration, instances keep their order (restart 0, 1, …).
+    """
+    config = torch.as_tensor(config_index, dtype=torch.int64)
+    counts = torch.bincount(config)
+    if len(config) != len(values) or bool((counts != counts[0]).any()):
+        raise ValueError("by_configuration needs one value per instance and the same number of "
+                         f"instances in every configuration (got counts {counts.tolist()})")
+    order = torch.sort(config, stable=True).indices
+    return values[order].reshape(len(counts), int(counts[0]), *values.shape[1:])
+
+
+def drop_worst(losses: Float[Tensor, "config restart"]) -> Tensor:
+    """The paper's protocol: keep every restart but the one with the highest loss, per configuration.
+
+    **Arguments:** ``losses [config, restart]`` (NaN counts as the highest). **Returns:** bool
+    ``[config, restart]``, False at the one dropped restart of each configuration (ties: the last).
+    With a single restart nothing is dropped.
+    """
+    if losses.shape[-1] < 2:
+        return torch.ones_like(losses, dtype=torch.bool)
+    clean = torch.nan_to_num(losses.double(), nan=float("inf"))
+    worst = clean.shape[-1] - 1 - clean.flip(-1).argmax(-1)
+    return torch.arange(clean.shape[-1]) != worst.unsqueeze(-1)
+
+
+def phase_shares(phase: Int[Tensor, "config restart"], kept: Tensor, n_phases: int = OTHER + 1) -> Tensor:
+    """The share of the kept restarts of each configuration in each phase: ``[config, n_phases]``."""
+    onehot = torch.nn.functional.one_hot(phase.long(), n_phases).double() * kept.unsqueeze(-1)
+    return onehot.sum(-2) / kept.sum(-1, keepdim=True).clamp(min=1)

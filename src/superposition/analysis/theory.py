@@ -185,7 +185,7 @@ class PhaseDiagram:
 
 
 def phase_diagram(n_hidden: int, relative_importance: Tensor | list[float],
-                  feature_probability: Tensor | list[float]) -> PhaseDiagram:
+                  feature_probability: Tensor | list[float], unequal_pairs: bool = False) -> PhaseDiagram:
     """The "toy model of the toy model": closed-form losses of the three phases of the extra feature.
 
     n = m + 1 features in m = `n_hidden` dimensions; features 1..m have importance 1 and the extra
@@ -207,6 +207,9 @@ def phase_diagram(n_hidden: int, relative_importance: Tensor | list[float],
     - ``n_hidden``: m ≥ 1.
     - ``relative_importance``: r > 0, ``[R]``.
     - ``feature_probability``: p ∈ (0, 1], ``[P]``.
+    - ``unequal_pairs``: the superposition phase also admits antipodal pairs of unequal norms
+      (`unequal_pair`, numerically optimised): loss min((1 + r) f*, e*(r, p))/n. False: the paper's
+      candidates only.
 
     **Returns:** a `PhaseDiagram` with ``losses [3, R, P]``; ``.phase`` is the argmin map ``[R, P]``.
     """
@@ -219,11 +222,10 @@ def phase_diagram(n_hidden: int, relative_importance: Tensor | list[float],
     bias = antipodal_bias(p)
     pair = antipodal_error(p, bias)
     dedicated = torch.minimum(var, 2 * pair) if n_hidden >= 2 else var
-    losses = torch.stack([
-        r[:, None] * var[None, :],
-        dedicated.expand(len(r), -1),
-        (1 + r[:, None]) * pair[None, :],
-    ]) / n
+    superposed = (1 + r[:, None]) * pair[None, :]
+    if unequal_pairs:  # the freed pair of m >= 2 has equal importance: its best norms are equal
+        superposed = torch.minimum(superposed, unequal_pair(r, p).error)
+    losses = torch.stack([r[:, None] * var[None, :], dedicated.expand(len(r), -1), superposed]) / n
     return PhaseDiagram(n_hidden, r, p, losses, bias)
 
 
@@ -260,3 +262,158 @@ def phase_candidate(n_hidden: int, phase: int, feature_probability: float,
         rows[-1] = -eye[0]
         b[0] = b[-1] = pair_bias
     return {"W": torch.stack(rows)[None].float(), "b": b[None].float()}
+
+
+# --- antipodal pairs of unequal norms -------------------------------------------------------------
+#
+# The paper's superposition candidate W = [1, −1] gives both members of the pair the same norm.
+# With unequal importance the model does better by giving the more important feature a longer
+# vector: W = [a, −c] (one dimension), biases b₁, b₂, so that
+#
+#     x₁' = ReLU(a² x₁ − ac x₂ + b₁),    x₂' = ReLU(c² x₂ − ac x₁ + b₂).
+#
+# Trained models use this family (they beat the equal-norm candidate by 3–10% at unequal r), so
+# `pair_error` evaluates it in closed form up to one numerical integral (below) and
+# `unequal_pair` minimises it numerically over (a, c, b₁, b₂) per cell.
+
+PAIR_NODES = 4096
+"""Midpoint nodes of the one remaining integral in `pair_error` (its error is O(1/nodes²) ≈ 1e-7)."""
+
+
+def _active_error(alpha: Tensor, beta: Tensor, bias: Tensor, u: Tensor) -> Tensor:
+    """E_v[(ReLU(α u − β v + b) − u)²] over v ~ U[0, 1], exact, for every node u (β ≥ 0).
+
+    The ReLU is open for v < t = (α u + b)/β; with t_c = clamp(t, 0, 1) and d = (α − 1) u + b,
+    ∫₀^{t_c} (d − β v)² dv = d² t_c − d β t_c² + β² t_c³/3, and the closed part adds (1 − t_c) u².
+    """
+    lead = alpha * u + bias
+    safe = torch.where(beta > 0, beta, torch.ones_like(beta))
+    t = torch.where(beta > 0, lead / safe, torch.where(lead > 0, torch.ones_like(lead), torch.zeros_like(lead)))
+    t = t.clamp(0.0, 1.0)
+    d = (alpha - 1) * u + bias
+    return d**2 * t - d * beta * t**2 + beta**2 * t**3 / 3 + (1 - t) * u**2
+
+
+def pair_feature_error(own: Tensor | float, cross: Tensor | float, bias: Tensor | float,
+                       feature_probability: Tensor | float, nodes: int = PAIR_NODES) -> Tensor:
+    """E[(ReLU(own·x − cross·y + b) − x)²] for independent features x, y (0 w.p. 1 − p, else U[0, 1]).
+
+    own = ‖W_x‖², cross = |W_x·W_y| ≥ 0 (an antipodal pair: the partner's interference is negative).
+    Summed over which features are on (q = 1 − p): neither q² ReLU(b)²; only x pq E(ReLU(own u + b) −
+    u)²; only y pq E ReLU(b − cross v)²; both p² E(ReLU(own u − cross v + b) − u)². The inner
+    integrals over v are exact (`_active_error`); the outer one over u uses `nodes` midpoints.
+
+    **Arguments:** broadcastable tensors (float64). **Returns:** the broadcast shape.
+    """
+    p = torch.as_tensor(feature_probability, dtype=torch.float64)
+    own, cross, bias = (torch.as_tensor(t, dtype=torch.float64) for t in (own, cross, bias))
+    q = 1 - p
+    u = (torch.arange(nodes, dtype=torch.float64) + 0.5) / nodes  # [nodes]
+    ex = lambda t: t.unsqueeze(-1)  # noqa: E731  (broadcast against the nodes)
+    only_x = ((ex(own) * u + ex(bias)).clamp(min=0) - u).square().mean(-1)
+    only_y = (ex(bias) - ex(cross) * u).clamp(min=0).square().mean(-1)
+    both = _active_error(ex(own), ex(cross), ex(bias), u).mean(-1)
+    return q**2 * bias.clamp(min=0) ** 2 + p * q * (only_x + only_y) + p**2 * both
+
+
+def pair_error(relative_importance: Tensor | float, feature_probability: Tensor | float, norms: Tensor,
+               biases: Tensor, nodes: int = PAIR_NODES) -> Tensor:
+    """The pair's importance-weighted squared error E(x₁' − x₁)² + r E(x₂' − x₂)² (summed, not averaged).
+
+    **Arguments:** r and p broadcastable ``[...]``; ``norms [..., 2]`` (a, c), the lengths of the
+    pair's vectors W₁ = a, W₂ = −c; ``biases [..., 2]``. **Returns:** ``[...]`` float64.
+    """
+    r = torch.as_tensor(relative_importance, dtype=torch.float64)
+    a, c = norms[..., 0], norms[..., 1]
+    cross = (a * c).abs()
+    first = pair_feature_error(a**2, cross, biases[..., 0], feature_probability, nodes)
+    second = pair_feature_error(c**2, cross, biases[..., 1], feature_probability, nodes)
+    return first + r * second
+
+
+@dataclass(frozen=True)
+class UnequalPair:
+    """The best antipodal pair of unequal norms per (r, p) cell; see `unequal_pair`."""
+
+    error: Tensor
+    """``[R, P]``: min E(x₁' − x₁)² + r E(x₂' − x₂)², never above the equal-norm pair's (1 + r) f*."""
+    norms: Tensor
+    """``[R, P, 2]``: (a, c) = (‖W₁‖, ‖W_extra‖) at the optimum."""
+    biases: Tensor
+    """``[R, P, 2]``: (b₁, b_extra) at the optimum."""
+
+
+def unequal_pair(relative_importance: Tensor | list[float], feature_probability: Tensor | list[float],
+                 iterations: int = 30) -> UnequalPair:
+    """Numerically optimised antipodal pair of unequal norms (importance 1 and r, both at density p).
+
+    No closed form is derived for the optimum: `pair_error` (exact up to a 1-D midpoint integral) is
+    minimised over (a, c, b₁, b₂) by damped Newton steps, all cells at once, from three starts: the equal-norm
+    pair at its best bias b* (the paper's W = [1, −1]) and the two pairs with one vector shortened
+    to 0.8. Each cell keeps its lowest result, and the equal-norm pair itself if that is lower, so
+    the family's loss never exceeds the paper's superposition candidate. A start that slides out of
+    the family (a norm at or below 0.5, i.e. a feature no longer represented) is not counted: that
+    is another phase.
+
+    **Arguments:** r ``[R]``, p ``[P]``; ``iterations``: Newton steps per start.
+    **Returns:** an `UnequalPair` with ``[R, P]`` maps.
+    """
+    r = torch.as_tensor(relative_importance, dtype=torch.float64).reshape(-1, 1)
+    p = torch.as_tensor(feature_probability, dtype=torch.float64).reshape(1, -1)
+    shape = (r.shape[0], p.shape[1])
+    b_star = antipodal_bias(p).expand(shape)
+    equal = torch.ones(*shape, 2, dtype=torch.float64)
+    best_norms, best_biases = equal, torch.stack([b_star, b_star], -1)
+    best = pair_error(r, p, best_norms, best_biases)
+    for start in ((1.0, 1.0), (1.0, 0.8), (0.8, 1.0)):
+        norms, biases = _optimise_pair(r, p, torch.tensor(start, dtype=torch.float64).expand(*shape, 2),
+                                       best_biases, iterations)
+        error = pair_error(r, p, norms, biases)
+        better = (error < best) & (norms.abs() > 0.5).all(-1)
+        best = torch.where(better, error, best)
+        best_norms = torch.where(better[..., None], norms.abs(), best_norms)
+        best_biases = torch.where(better[..., None], biases, best_biases)
+    return UnequalPair(best, best_norms, best_biases)
+
+
+def _optimise_pair(r: Tensor, p: Tensor, norms: Tensor, biases: Tensor, iterations: int) -> tuple[Tensor, Tensor]:
+    """Damped Newton (Levenberg–Marquardt) on every cell's `pair_error` at once, cell by cell.
+
+    The cells are independent, so each cell has its own 4 × 4 Hessian. A cell takes a step only
+    where it lowers its own loss; its damping shrinks after a success and grows after a failure.
+    """
+    x = torch.cat([norms, biases], -1).clone()
+    damping = torch.full(x.shape[:-1], 1e-3, dtype=torch.float64)
+    loss = _pair_objective(r, p, x)
+    eye = torch.eye(4, dtype=torch.float64)
+    for _ in range(iterations):
+        grad, hess = _gradient_and_hessian(r, p, x)
+        scale = hess.diagonal(dim1=-2, dim2=-1).abs().clamp(min=1e-12)
+        step = torch.linalg.solve(hess + (damping * scale.amax(-1))[..., None, None] * eye, grad.unsqueeze(-1))
+        trial = x - step.squeeze(-1)
+        trial_loss = _pair_objective(r, p, trial)
+        better = trial_loss < loss
+        x = torch.where(better[..., None], trial, x)
+        loss = torch.where(better, trial_loss, loss)
+        damping = torch.where(better, damping / 3, damping * 4).clamp(1e-9, 1e9)
+    return x[..., :2], x[..., 2:]
+
+
+def _pair_objective(r: Tensor, p: Tensor, x: Tensor, nodes: int = 512) -> Tensor:
+    return pair_error(r, p, x[..., :2], x[..., 2:], nodes=nodes)
+
+
+def _gradient(r: Tensor, p: Tensor, x: Tensor) -> Tensor:
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(_pair_objective(r, p, x).sum(), x)
+    return grad
+
+
+def _gradient_and_hessian(r: Tensor, p: Tensor, x: Tensor, step: float = 1e-6) -> tuple[Tensor, Tensor]:
+    """Per-cell gradient ``[..., 4]`` (autograd) and Hessian ``[..., 4, 4]`` (forward differences of
+    the gradient, symmetrised; a second backward pass costs 60 times more here)."""
+    grad = _gradient(r, p, x)
+    eye = torch.eye(4, dtype=torch.float64)
+    rows = torch.stack([(_gradient(r, p, x + step * eye[k]) - grad) / step for k in range(4)], -2)
+    return grad, (rows + rows.transpose(-1, -2)) / 2

@@ -42,6 +42,12 @@ class PhaseRow(NamedTuple):
     """``[R, P]`` int: phase index of the best trained model of each cell."""
     theory: Tensor
     """``[R, P]`` int: the closed-form argmin phase."""
+    average: Tensor | None = None
+    """``[R, P]`` int, optional: the most common phase of the kept restarts (the paper's average over
+    its models); drawn as a middle column."""
+    agreeing: Tensor | None = None
+    """``[R, P]`` int, optional: how many kept restarts have the theory's phase (written in the cells
+    of the middle column)."""
 
 
 class OrderRow(NamedTuple):
@@ -90,41 +96,63 @@ def _mesh(ax, row: PhaseRow | OrderRow, values: Tensor, **kw):
                          **kw)
 
 
-def phase_diagram_figure(rows: Sequence[PhaseRow], titles: tuple[str, str] = ("trained", "theory")) -> Figure:
+def phase_diagram_figure(rows: Sequence[PhaseRow], titles: Sequence[str] = ("trained", "theory"),
+                         row_titles: Sequence[str] | None = None) -> Figure:
     """The paper's phase diagrams: trained (left) and theoretical (right) maps side by side.
 
-    One row of two panels per model, sharing axes. Cells are coloured by phase (`PHASE_COLORS`);
-    trained cells whose phase differs from the theory's are marked with a black ×.
+    One row of panels per model, sharing axes. Cells are coloured by phase (`PHASE_COLORS`);
+    trained cells whose phase differs from the theory's are marked with a black ×. Rows with an
+    `average` map get a middle panel with it, each cell labelled with its `agreeing` count.
 
     **Arguments:**
-    - ``rows``: one `PhaseRow` per model.
-    - ``titles``: the two column titles (what was trained; what the theory is).
+    - ``rows``: one `PhaseRow` per model (all with or all without `average`).
+    - ``titles``: the column titles (what was trained; [the average;] what the theory is).
+    - ``row_titles``: optional extra title lines per row and column, e.g. measured agreement.
 
-    **Returns:** a Figure with ``2 × len(rows)`` axes and one shared legend.
+    **Returns:** a Figure with ``2 × len(rows)`` (or 3 ×) axes and one shared legend.
     """
     if not rows:
         raise ValueError("phase_diagram_figure needs at least one row")
+    middle = rows[0].average is not None
     for row in rows:
-        _check_row(row, (row.trained, row.theory))
+        if (row.average is not None) != middle:
+            raise ValueError("phase_diagram_figure: rows must all have an average map or none")
+        _check_row(row, (row.trained, row.theory, *((row.average,) if middle else ())))
+    columns = 3 if middle else 2
+    if len(titles) != columns:
+        raise ValueError(f"phase_diagram_figure needs {columns} titles, got {len(titles)}")
     cmap = ListedColormap(PHASE_COLORS)
     norm = BoundaryNorm(np.arange(len(PHASE_COLORS) + 1) - 0.5, len(PHASE_COLORS))
-    fig = Figure(figsize=(10.5, 3.9 * len(rows) + 0.8), layout="constrained")
-    axes = fig.subplots(len(rows), 2, squeeze=False, sharex=True, sharey=True)
+    fig = Figure(figsize=(5.25 * columns, 3.9 * len(rows) + 0.8), layout="constrained")
+    axes = fig.subplots(len(rows), columns, squeeze=False, sharex=True, sharey=True)
     shown: set[int] = set()
     for i, row in enumerate(rows):
-        for j, (values, title) in enumerate(zip((row.trained, row.theory), titles, strict=True)):
+        maps = (row.trained, row.average, row.theory) if middle else (row.trained, row.theory)
+        for j, (values, title) in enumerate(zip(maps, titles, strict=True)):
             ax = axes[i, j]
             _mesh(ax, row, values, cmap=cmap, norm=norm, edgecolors="white", linewidth=0.3)
             _grid_axes(ax, row, j == 0, i == len(rows) - 1)
-            ax.set_title(f"{title}\n{row.label}", fontsize=10)
+            extra = f"\n{row_titles[i * columns + j]}" if row_titles else ""
+            ax.set_title(f"{title}\n{row.label}{extra}", fontsize=10)
             shown.update(int(v) for v in _np(values).reshape(-1))
         _mark_mismatches(axes[i, 0], row)
+        if middle and row.agreeing is not None:
+            _write_counts(axes[i, 1], row)
     handles = [Patch(facecolor=PHASE_COLORS[k], edgecolor="0.5", label=PHASE_NAMES[k])
                for k in range(len(PHASE_NAMES)) if k in shown or k < OTHER]
     handles.append(Line2D([], [], color="black", marker="x", linestyle="none", markersize=7, label="trained ≠ theory"))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False,
                title="phase of the extra feature")
     return fig
+
+
+def _write_counts(ax, row: PhaseRow) -> None:
+    counts = _np(row.agreeing).astype(int)
+    p, r = _np(row.feature_probability), _np(row.relative_importance)
+    size = max(4.0, 9.0 - 0.25 * max(counts.shape))
+    for i in range(counts.shape[0]):
+        for j in range(counts.shape[1]):
+            ax.text(p[j], r[i], str(counts[i, j]), ha="center", va="center", fontsize=size, color="black")
 
 
 def _mark_mismatches(ax, row: PhaseRow) -> None:
