@@ -183,8 +183,8 @@ def test_configs_sweep_one_feature_around_a_pentagon():
     for quick, points in ((True, 13), (False, 25)):
         config = nonuniform.configs(quick)["relu_output"]
         probs = torch.tensor(config.data.feature_probability)
-        assert probs.shape == (points, 5) and (probs[:, 1:] == 0.05).all()
-        ratio = probs[:, 0] / 0.05
+        assert probs.shape == (points, 5) and (probs[:, 1:] == nonuniform.BASE_P).all()
+        ratio = probs[:, 0] / nonuniform.BASE_P
         assert ratio[0] == pytest.approx(1 / 8) and ratio[-1] == pytest.approx(8) and ratio[points // 2] == 1
         assert config.train.keep_all_restarts and config.model.n_hidden == 2
     assert get_recipe("nonuniform") is nonuniform.RECIPE
