@@ -204,7 +204,7 @@ def test_recipe_writes_figures_and_claims(tmp_path):
     assert len(result.claims) == 4 and (tmp_path / "claims.json").exists()
     s = nonuniform.sweep(result.runs["relu_output"])
     assert s.ratio.tolist() == pytest.approx([0.125, 1.0, 8.0]) and s.W.shape == (3, 2, 5, 2)
-    assert s.probability[:, 0].tolist() == pytest.approx([0.00625, 0.05, 0.4])
+    assert s.probability[:, 0].tolist() == pytest.approx([nonuniform.BASE_P * x for x in (0.125, 1.0, 8.0)])
     config = result.runs["relu_output"].config
     best_only = sp.train(replace(config, train=replace(config.train, keep_all_restarts=False)), compile=False,
                          progress=False)
