@@ -258,7 +258,8 @@ def snap_claim(ratio: Tensor, W: Tensor, family: Tensor, varied: int = VARIED) -
         if norm < DROPPED and not held:
             measured += f"; not the paper's 2.5×: {SNAP_CAUSE}"
     else:
-        measured = "best families along x: " + " ".join(names)
+        measured = "best families along x: " + ", ".join(f"{fmt(float(x))}: {name}" for x, name in zip(ratio, names,
+                                                                                                    strict=True))
     return ClaimResult(SECTION, "Made sparse enough, the varied feature is dropped: the pentagon snaps to two digons",
                        f"best-of-N: two digons with ‖W_v‖ < {DROPPED} below one snap and a pentagon above it, the "
                        f"snap at {SNAP_RANGE[0]:g}–{SNAP_RANGE[1]:g}× sparser than the others (paper: \"about 2.5x "
@@ -303,9 +304,11 @@ def norms_claim(W: Tensor, b: Tensor, family: Tensor) -> ClaimResult:
     outward = bool(pent.any()) and bool((norms > NORM_MIN).all())
     negative = bool(pent.any()) and bool((bias < 0).all())
     held = outward and negative and not math.isnan(rho) and rho >= NORM_BIAS_RANK
-    measured = (f"{int(pent.sum())} pentagons: ‖W_i‖ {fmt(float(norms.min()))}–{fmt(float(norms.max()))}, "
+    each = [rank_correlation(feature_norms(w), -v) for w, v in zip(W[pent], b[pent], strict=True)]
+    measured = (f"{int(pent.sum())} pentagons: ‖W_i‖ {float(norms.min()):.3f}–{float(norms.max()):.3f}, "
                 f"b_i {fmt(float(bias.min()))}–{fmt(float(bias.max()))}, rank correlation of ‖W_i‖ with −b_i "
-                f"{fmt(rho)}") if pent.any() else "no pentagon"
+                f"{fmt(rho)} pooled (within each pentagon: {', '.join(fmt(r) for r in each)})"
+                ) if pent.any() else "no pentagon"
     return ClaimResult(SECTION, "The pentagon's features lie off the unit circle, their norms tied to the negative "
                        "biases", f"every feature of every best-of-N pentagon: ‖W_i‖ > {NORM_MIN:g} and b_i < 0; "
                        f"pooled, Spearman ρ(‖W_i‖, −b_i) ≥ {NORM_BIAS_RANK:g} (criterion fixed in advance)",
