@@ -17,6 +17,7 @@ from superposition.analysis.dynamics import (
     dimensionality_trajectory,
     interval_activity,
     jump_loss_coincidence,
+    jump_loss_matches,
     log_loss_at,
     log_spaced_snapshots,
     loss_drops,
@@ -156,8 +157,32 @@ def test_plateau_and_coincidence_claims():
     assert not dynamics.plateau_claim(drifting, [0.3], after=500).held
     resting_off = trajectory(sigmoid_step(1000, 0.58, 0.88), flat)  # rests, but on no polytope value
     assert not dynamics.plateau_claim(resting_off, [0.3], after=500).held
-    assert dynamics.coincidence_claim(on, *loss_with_drop(1000), [0.3], after=30).held
-    assert not dynamics.coincidence_claim(on, *loss_with_drop(100), [0.3], after=30).held
+
+
+def three_jumps(at, drops_at) -> tuple[DimensionalityTrajectory, torch.Tensor, torch.Tensor]:
+    """Three instances, each with three features jumping (1/2 → 1) at the steps `at`, and a loss
+    that falls at the steps `drops_at`."""
+    flat = torch.full((len(STEPS),), 0.5)
+    D = torch.stack([torch.stack([sigmoid_step(t, 0.5, 1.0) for t in at] + [flat], -1)] * 3)
+    traj = DimensionalityTrajectory(STEPS, D, torch.ones_like(D))
+    loss_steps = STEPS[1:]
+    log_loss = math.log(0.05) - sum(0.3 * torch.sigmoid(torch.log(loss_steps.double() / t) / 0.03) for t in drops_at)
+    return traj, loss_steps, log_loss.exp().unsqueeze(0).expand(3, -1)
+
+
+def test_jump_by_jump_coincidence():
+    matches = jump_loss_matches(*three_jumps((300, 1000, 3000), (300, 1000, 3000)), after=30)
+    assert len(matches.jumps) == 9 and matches.share == 1.0 and bool((matches.distance == 0).all())
+    assert 0.0 < float(matches.chance.min()) < 0.6 and matches.p_value < 0.01
+    claim = dynamics.coincidence_claim(matches, [0.3, 0.2, 0.1])
+    assert claim.held and "9/9" in claim.measured, claim.measured
+    missed = jump_loss_matches(*three_jumps((300, 1000, 3000), (120, 500, 1600)), after=30)
+    assert missed.share == 0.0 and not dynamics.coincidence_claim(missed, [0.3, 0.2, 0.1]).held
+    some = jump_loss_matches(*three_jumps((300, 1000, 3000), (300, 2000, 600)), after=30)
+    assert some.share == pytest.approx(1 / 3) and not dynamics.coincidence_claim(some, [0.3, 0.2, 0.1]).held
+    still = DimensionalityTrajectory(STEPS, torch.full((1, len(STEPS), 2), 0.5), torch.ones(1, len(STEPS), 2))
+    none = jump_loss_matches(still, *loss_with_drop(1000), after=30)
+    assert not none.jumps and math.isnan(none.share) and not dynamics.coincidence_claim(none, [0.3]).held
 
 
 def octahedron(cross: bool) -> torch.Tensor:
@@ -225,9 +250,9 @@ def test_uniform_claims_hold_on_a_small_run():
     config = small("uniform", (dynamics.UNIFORM_PROBABILITIES[0],), 3000)
     run = sp.train(config, compile=False, progress=False)
     traj, p = dynamics.trajectory(run), [dynamics.UNIFORM_PROBABILITIES[0]]
-    claims = [dynamics.plateau_claim(traj, p, dynamics.AFTER),
-              dynamics.coincidence_claim(traj, torch.tensor(run.metrics.loss_steps),
-                                         torch.tensor(run.metrics.loss_curve), p, dynamics.AFTER)]
+    matches = jump_loss_matches(traj, torch.tensor(run.metrics.loss_steps), torch.tensor(run.metrics.loss_curve),
+                                window=dynamics.WINDOW, top=dynamics.TOP, after=dynamics.AFTER, moving=dynamics.MOVE)
+    claims = [dynamics.plateau_claim(traj, p, dynamics.AFTER), dynamics.coincidence_claim(matches, p)]
     failed = [f"{c.claim}: {c.measured}" for c in claims if not c.held]
     assert not failed, failed
 

@@ -32,7 +32,7 @@ def test_basic_claims_hold_on_a_small_run():
     steps = {"linear": 8000, "relu_output": 4000}  # the dense linear model leaves a slow saddle late
     runs = {name: sp.train(shrink(cfg, probabilities, steps=steps[name], restarts=1), compile=False, progress=False)
             for name, cfg in basic.configs(quick=True).items()}
-    claims = basic.RECIPE.claims(runs)
+    claims = basic.RECIPE.claims(basic.RECIPE.analysed(runs))
     assert len(claims) == 6
     assert_all_held([c for c in claims if "2m = 10" not in c.expected])
     counts = sp.analysis.represented_count(runs["relu_output"].W).tolist()

@@ -68,27 +68,42 @@ def many_models(*parts: torch.Tensor, count: int = 4) -> torch.Tensor:
     return torch.stack([model(*parts, n=N, m=M, seed=s) for s in range(count)])
 
 
+def square_antiprism() -> torch.Tensor:
+    """8 unit vectors in 3-d, two squares 45° apart at heights ±1/√3: a tight frame, D_i = 3/8."""
+    angles = torch.arange(8, dtype=torch.float64) * math.pi / 4
+    z = torch.tensor([1.0, -1.0] * 4, dtype=torch.float64) / math.sqrt(3)
+    r = math.sqrt(2 / 3)
+    return torch.stack([r * angles.cos(), r * angles.sin(), z], -1)
+
+
+def peaks(W: torch.Tensor):
+    return geometry.peaks_claim(geometry.pooled_peaks(W), geometry.peak_counts(W), W.shape[0])
+
+
 def test_geometry_claims_hold_on_tegum_products():
     W = torch.cat([many_models(*[DIGON] * M), many_models(polygon(5), polygon(5), DIGON, DIGON),
-                   many_models(TETRAHEDRON, polygon(3), DIGON)])
+                   many_models(TETRAHEDRON, polygon(3), DIGON), many_models(square_antiprism(), DIGON, DIGON, DIGON)])
     factors = [tegum_factors(w) for w in W]
     ps = [0.5] * W.shape[0]
-    for claim in (geometry.peaks_claim(W), geometry.sum_claim(W, factors, ps), geometry.shapes_claim(factors)):
+    for claim in (peaks(W), geometry.sum_claim(W, factors, ps), geometry.shapes_claim(factors)):
         assert claim.held, claim
-    assert "1/2" in geometry.peaks_claim(W).measured
+    assert "1/2" in peaks(W).measured
+    assert geometry.peak_counts(W)["3/8"] == 4
+    no_antiprism = W[:12]  # every line but the one at 3/8
+    assert not peaks(no_antiprism).held and "3/8: 0 vs" in peaks(no_antiprism).measured
 
 
 def test_geometry_claims_fail_without_polytopes():
     pairs = many_models(*[DIGON] * M)
     factors = [tegum_factors(w) for w in pairs]
-    assert not geometry.peaks_claim(pairs).held  # a peak at 1/2 only
+    assert not peaks(pairs).held  # a peak at 1/2 only
     assert not geometry.shapes_claim(factors).held  # digons only
     half_empty = many_models(*[DIGON] * (M - 2))  # two dimensions left unused: Σ D_i = m − 2
     assert not geometry.sum_claim(half_empty, [tegum_factors(w) for w in half_empty], [0.5] * 4).held
     random = torch.randn(8, N, M, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     random_factors = [tegum_factors(w) for w in random]
     assert not geometry.sum_claim(random, random_factors, [0.1] * 8).held  # nothing in recognised polytopes
-    assert not geometry.peaks_claim(random).held
+    assert not peaks(random).held
 
 
 def test_geometry_uses_the_uniform_runs():
@@ -141,9 +156,11 @@ def test_claims_hold_on_a_small_seeded_run():
     run = sp.train(replace(config, data=data, train=replace(config.train, steps=3000)), compile=False, progress=False)
     runs = {uniform.RUN: run}
     x, d, _ = uniform.measure(run.W, uniform.probabilities(run))  # six points are too few for the 1/2 plateau
-    claims = [uniform.dense_claim(x, d), uniform.decreasing_claim(x, d)] + geometry.RECIPE.claims(runs)
+    # The pooled lines at all five fractions need the paper-size sweep; here the other geometry claims.
+    geometry_claims = geometry.RECIPE.claims(geometry.RECIPE.analysed(runs))
+    claims = [uniform.dense_claim(x, d), uniform.decreasing_claim(x, d)] + geometry_claims[1:]
     failed = [f"{c.claim}: expected {c.expected}, measured {c.measured}" for c in claims if not c.held]
-    assert len(claims) == 5 and not failed, "\n".join(failed)
+    assert len(geometry_claims) == 3 and not failed, "\n".join(failed)
 
 
 # --- the recipes end to end -------------------------------------------------------------------

@@ -307,3 +307,69 @@ def jump_loss_coincidence(traj: DimensionalityTrajectory, loss_steps: Tensor, lo
     fast = _fastest(act.drop, top)
     share = (act.movement * fast).sum(1) / act.movement.sum(1).clamp_min(1e-12)
     return Coincidence(share, fast.double().mean(1))
+
+
+@dataclass(frozen=True)
+class JumpMatches:
+    """Each dimensionality jump and whether a loss drop comes with it (the paper: "each jump coincides
+    with a drop in the loss")."""
+
+    jumps: list[Jump]
+    """The jumps (`dimensionality_jumps`), sorted by instance, then step."""
+    matched: Tensor
+    """``[jump]`` bool: one of the fastest-falling intervals lies within `window` intervals of the jump."""
+    distance: Tensor
+    """``[jump]`` int64: intervals from the jump to the nearest fastest-falling one (0 when they overlap)."""
+    chance: Tensor
+    """``[jump]``: the probability of a match for a jump of the same length placed anywhere in the same
+    instance's training (what `matched` would be with no relation)."""
+
+    @property
+    def share(self) -> float:
+        """Share of the jumps matched (NaN without jumps)."""
+        return float(self.matched.double().mean()) if len(self.jumps) else float("nan")
+
+    @property
+    def p_value(self) -> float:
+        """One-sided p-value of at least this many matches by chance (Poisson-binomial, exact)."""
+        dist = torch.ones(1, dtype=torch.float64)
+        for q in self.chance.double():
+            dist = torch.cat([dist * (1 - q), dist.new_zeros(1)]) + torch.cat([dist.new_zeros(1), dist * q])
+        return float(dist[int(self.matched.sum()):].sum())
+
+
+def jump_loss_matches(traj: DimensionalityTrajectory, loss_steps: Tensor, loss_curve: Tensor, *, window: int = 1,
+                      top: float = 0.2, after: int = 0, per_decade: int = 20, min_size: float = 0.15,
+                      moving: float = 0.02) -> JumpMatches:
+    """Match every jump of a D_i to its nearest loss drop, jump by jump.
+
+    Training from step `after` on is cut into intervals of equal length in log(step); the loss drops
+    are the `top` share of them where the (smoothed) loss falls fastest (see `loss_drops`). A jump
+    spanning intervals [a, b) is matched when a drop interval lies in [a − `window`, b + `window`).
+
+    **Returns:** a `JumpMatches` with one entry per jump.
+    """
+    act = interval_activity(traj, loss_steps, loss_curve, after=after, per_decade=per_decade)
+    fast = _fastest(act.drop, top)  # [inst, interval]
+    jumps = dimensionality_jumps(traj, min_size=min_size, moving=moving, after=after, per_decade=per_decade)
+    starts = act.start.tolist()
+    n = fast.shape[1]
+    matched, distance, chance = [], [], []
+    for j in jumps:
+        a = starts.index(j.start)
+        length = max(1, starts.index(j.end) - a if j.end in starts else n - a)
+        where = fast[j.inst].nonzero().flatten()
+        gaps = torch.clamp(torch.maximum(a - where, where - (a + length - 1)), min=0)
+        distance.append(int(gaps.min()) if len(where) else n)
+        matched.append(distance[-1] <= window)
+        chance.append(_match_chance(fast[j.inst], length, window))
+    return JumpMatches(jumps, torch.tensor(matched, dtype=torch.bool), torch.tensor(distance, dtype=torch.long),
+                       torch.tensor(chance, dtype=torch.float64))
+
+
+def _match_chance(fast: Tensor, length: int, window: int) -> float:
+    """Share of the placements of a `length`-interval span within ``fast [interval]`` that have a fast
+    interval within `window` of them."""
+    n = fast.shape[0]
+    hits = [bool(fast[max(0, s - window):min(n, s + length + window)].any()) for s in range(max(1, n - length + 1))]
+    return sum(hits) / len(hits)

@@ -8,6 +8,8 @@ and as antipodal pairs, and its biases turn negative.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..analysis import feature_dimensionality, interference, represented
@@ -34,24 +36,49 @@ def configs(quick: bool) -> dict[str, RunConfig]:
     return {"linear": one("linear"), "relu_output": one("relu_output")}
 
 
-def _figures(runs: dict[str, Run]) -> dict[str, object]:
-    lin, relu = runs["linear"], runs["relu_output"]
-    models = {"linear": (lin.W, lin.b), "ReLU output": (relu.W, relu.b)}
-    return {"basic": basic_figure(models, list(PROBABILITIES))}
+@dataclass(frozen=True)
+class Model:
+    """One run's saved models, one per sparsity (densest first)."""
+
+    W: torch.Tensor
+    """``[inst, feat, hidden]``."""
+    b: torch.Tensor
+    """``[inst, feat]``."""
+    probabilities: tuple[float, ...]
+    """1 − S of each instance."""
 
 
-def _interactive(runs: dict[str, Run]) -> dict[str, object]:
+@dataclass(frozen=True)
+class Analysis:
+    linear: Model
+    relu: Model
+
+
+def _model(run: Run) -> Model:
+    return Model(run.W, run.b, tuple(float(p) for p in run.metrics.feature_probability))
+
+
+def analyse(runs: dict[str, Run]) -> Analysis:
+    return Analysis(_model(runs["linear"]), _model(runs["relu_output"]))
+
+
+def _models(a: Analysis) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    return {"linear": (a.linear.W, a.linear.b), "ReLU output": (a.relu.W, a.relu.b)}
+
+
+def _figures(a: Analysis) -> dict[str, object]:
+    return {"basic": basic_figure(_models(a), list(PROBABILITIES))}
+
+
+def _interactive(a: Analysis) -> dict[str, object]:
     from ..figures.interactive import superposition_slider
 
-    lin, relu = runs["linear"], runs["relu_output"]
-    models = {"linear": (lin.W, lin.b), "ReLU output": (relu.W, relu.b)}
-    return {"basic_slider": superposition_slider(models, list(PROBABILITIES))}
+    return {"basic_slider": superposition_slider(_models(a), list(PROBABILITIES))}
 
 
-def _claims(runs: dict[str, Run]) -> list[ClaimResult]:
-    lin, relu = runs["linear"], runs["relu_output"]
-    return [_linear_claim(lin), _dense_relu_claim(relu), _packing_claim(relu), _order_claim(relu),
-            _antipodal_claim(relu), _bias_claim(relu)]
+def _claims(a: Analysis) -> list[ClaimResult]:
+    return [_linear_claim(a.linear), _dense_relu_claim(a.relu), _packing_claim(a.relu), _order_claim(a.relu),
+            _antipodal_claim(a.relu), _bias_claim(a.relu)]
 
 
 def _top_only(W: torch.Tensor) -> tuple[bool, float]:
@@ -61,8 +88,8 @@ def _top_only(W: torch.Tensor) -> tuple[bool, float]:
     return bool(torch.equal(on, top)), float(interference(W)[:TOP].max())
 
 
-def _linear_claim(run: Run) -> ClaimResult:
-    checks = [_top_only(W) for W in run.W]
+def _linear_claim(m: Model) -> ClaimResult:
+    checks = [_top_only(W) for W in m.W]
     held = all(ok and inter < 0.05 for ok, inter in checks)
     worst = max(inter for _, inter in checks)
     kept, total = sum(ok for ok, _ in checks), len(checks)
@@ -71,33 +98,29 @@ def _linear_claim(run: Run) -> ClaimResult:
                        f"top 5 only at {kept}/{total}, max interference {fmt(worst)}", held)
 
 
-def _dense_relu_claim(run: Run) -> ClaimResult:
-    ok, inter = _top_only(run.W[0])
+def _dense_relu_claim(m: Model) -> ClaimResult:
+    ok, inter = _top_only(m.W[0])
     return ClaimResult(SECTION, "Dense: the ReLU model behaves like the linear one",
                        "at 1 − S = 1: top 5 only, interference < 0.05",
                        f"top 5 only: {ok}, interference {fmt(inter)}", ok and inter < 0.05)
 
 
-def _packing_claim(run: Run) -> ClaimResult:
-    counts = represented(run.W).sum(-1).tolist()
-    held = all(a <= b + 1 for a, b in zip(counts, counts[1:], strict=False)) and counts[-1] >= 2 * TOP
+def _packing_claim(m: Model) -> ClaimResult:
+    counts = represented(m.W).sum(-1).tolist()
+    held = all(a <= b for a, b in zip(counts, counts[1:], strict=False)) and counts[-1] >= 2 * TOP
     return ClaimResult(SECTION, "As sparsity grows the ReLU model represents more features, in superposition",
-                       f"counts grow (±1) to at least 2m = 10 features in m = 5 dimensions at 1 − S = "
-                       f"{_probabilities(run)[-1]}", f"counts {counts}", held)
+                       f"counts never fall as sparsity grows (the paper's panels) and reach at least 2m = 10 "
+                       f"features in m = 5 dimensions at 1 − S = {m.probabilities[-1]}", f"counts {counts}", held)
 
 
-def _probabilities(run: Run) -> list[float]:
-    return [float(p) for p in run.metrics.feature_probability]
-
-
-def _first_superposed(run: Run) -> int:
-    counts = represented(run.W).sum(-1).tolist()
+def _first_superposed(m: Model) -> int:
+    counts = represented(m.W).sum(-1).tolist()
     return next((i for i, c in enumerate(counts) if c > TOP), len(counts) - 1)
 
 
-def _order_claim(run: Run) -> ClaimResult:
-    i = _first_superposed(run)
-    W = run.W[i]
+def _order_claim(m: Model) -> ClaimResult:
+    i = _first_superposed(m)
+    W = m.W[i]
     inter = interference(W)
     on = represented(W)
     superposed = (on & (inter > 0.5)).nonzero().flatten()
@@ -105,14 +128,14 @@ def _order_claim(run: Run) -> ClaimResult:
     held = len(superposed) > 0 and len(clean) > 0 and float(clean.float().mean()) < float(superposed.float().mean())
     return ClaimResult(SECTION, "Less important features go into superposition first",
                        "at the first sparsity with > 5 features, superposed features are less important (higher index)",
-                       f"1 − S = {_probabilities(run)[i]}: orthogonal {clean.tolist()}, "
+                       f"1 − S = {m.probabilities[i]}: orthogonal {clean.tolist()}, "
                        f"superposed {superposed.tolist()}",
                        held)
 
 
-def _antipodal_claim(run: Run) -> ClaimResult:
-    i = _first_superposed(run)
-    W = run.W[i]
+def _antipodal_claim(m: Model) -> ClaimResult:
+    i = _first_superposed(m)
+    W = m.W[i]
     inter = interference(W)
     superposed = represented(W) & (inter > 0.5)
     dims = feature_dimensionality(W)[superposed]
@@ -120,12 +143,12 @@ def _antipodal_claim(run: Run) -> ClaimResult:
     shown = ", ".join(fmt(float(d)) for d in dims)
     return ClaimResult(SECTION, "Features first enter superposition as antipodal pairs",
                        "at the first sparsity with > 5 features, superposed features have D_i ≈ 1/2",
-                       f"1 − S = {_probabilities(run)[i]}: D_i = [{shown}]", held)
+                       f"1 − S = {m.probabilities[i]}: D_i = [{shown}]", held)
 
 
-def _bias_claim(run: Run) -> ClaimResult:
-    dense, sparse = float(run.b[0].mean()), float(run.b[-1].mean())
-    sparsest = _probabilities(run)[-1]
+def _bias_claim(m: Model) -> ClaimResult:
+    dense, sparse = float(m.b[0].mean()), float(m.b[-1].mean())
+    sparsest = m.probabilities[-1]
     return ClaimResult(SECTION, "With superposition the ReLU model's biases turn negative",
                        f"mean bias < 0 at 1 − S = {sparsest} and below its dense value",
                        f"mean bias {fmt(dense)} (dense) → {fmt(sparse)} (1 − S = {sparsest})",
@@ -133,4 +156,4 @@ def _bias_claim(run: Run) -> ClaimResult:
 
 
 RECIPE = Recipe("basic", SECTION, "20 features in 5 dimensions: linear vs ReLU output across sparsity",
-                configs, _figures, _claims, _interactive)
+                configs, _figures, _claims, _interactive, analyse=analyse)

@@ -17,6 +17,7 @@ Reading D_i off snapshots needs no restarts; the octahedron run keeps the best o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -25,9 +26,10 @@ from ..analysis import represented
 from ..analysis.correlation import antipodal_pairing, set_index
 from ..analysis.dynamics import (
     DimensionalityTrajectory,
-    dimensionality_jumps,
+    JumpMatches,
+    LossDrop,
     dimensionality_trajectory,
-    jump_loss_coincidence,
+    jump_loss_matches,
     loss_drops,
     on_polytope_fraction,
     polytope_coverage,
@@ -48,6 +50,14 @@ MOVE = 0.02
 """|ΔD_i| of at least this over 1/20 of a decade of steps counts as a move (slower is drift)."""
 TOP = 0.2
 """The fastest-falling share of (log-spaced) intervals that counts as 'the loss drops'."""
+WINDOW = 1
+"""A jump coincides with a loss drop when a drop interval lies within this many intervals (1/20
+decade each) of the jump."""
+MATCH_SHARE = 0.8
+"""The paper: each jump coincides with a loss drop. At least this share of the jumps must ..."""
+SIGNIFICANCE = 0.01
+"""... and more of them than chance would give at this level (one-sided, against placing each jump
+anywhere in its run). Both fixed before measuring."""
 AFTER = 30
 """Skip the first steps (the random start's transient) when checking rests and moves."""
 
@@ -87,20 +97,60 @@ def _titles(run: Run) -> list[str]:
     return [sparsity_label(p) for p in run.metrics.feature_probability]
 
 
-def _figures(runs: dict[str, Run]) -> dict[str, object]:
-    uniform, octa = runs["uniform"], runs["octahedron"]
-    figures = {}
-    for name, run in (("dynamics_uniform", uniform), ("dynamics_octahedron", octa)):
-        traj = trajectory(run)
-        drops = loss_drops(traj, *_loss(run), top=TOP, after=AFTER)
-        figures[name] = dynamics_figure(traj.steps, traj.dimensionality, *_loss(run), _titles(run), drops=drops,
-                                        set_size=run.config.data.set_size)
-    k = _sparsest(octa)
-    steps = octa.snapshots["steps"]
+@dataclass(frozen=True)
+class RunDynamics:
+    """One run's trajectory and loss curve, and what figures and claims read off them."""
+
+    trajectory: DimensionalityTrajectory
+    loss_steps: Tensor
+    loss_curve: Tensor
+    """``[inst, points]``."""
+    probabilities: list[float]
+    titles: list[str]
+    drops: list[LossDrop]
+    set_size: int | None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    uniform: RunDynamics
+    octahedron: RunDynamics
+    matches: JumpMatches
+    """The uniform run's jumps, each matched to its nearest loss drop."""
+    gram_weights: Tensor
+    """``[snap, feat, hidden]``: the sparsest octahedron run at a few log-spaced snapshots."""
+    gram_steps: list[int]
+    gram_title: str
+    octahedron_weights: Tensor
+    """``[inst, 6, 3]``: the octahedron run's final models."""
+
+
+def _dynamics(run: Run) -> RunDynamics:
+    traj = trajectory(run)
+    steps, curve = _loss(run)
+    return RunDynamics(traj, steps, curve, [float(p) for p in run.metrics.feature_probability], _titles(run),
+                       loss_drops(traj, steps, curve, top=TOP, after=AFTER), run.config.data.set_size)
+
+
+def analyse(runs: dict[str, Run]) -> Analysis:
+    uniform, octa = _dynamics(runs["uniform"]), _dynamics(runs["octahedron"])
+    matches = jump_loss_matches(uniform.trajectory, uniform.loss_steps, uniform.loss_curve, window=WINDOW, top=TOP,
+                                after=AFTER, moving=MOVE)
+    run = runs["octahedron"]
+    k = _sparsest(run)
+    steps = run.snapshots["steps"]
     chosen = _log_spaced(len(steps), 6)
-    figures["dynamics_octahedron_gram"] = gram_trajectory_figure(
-        octa.snapshots["W"][k, chosen], steps[chosen].tolist(), set_size=octa.config.data.set_size,
-        title=sparsity_label(octa.metrics.feature_probability[k]))
+    return Analysis(uniform, octa, matches, run.snapshots["W"][k, chosen], steps[chosen].tolist(),
+                    sparsity_label(run.metrics.feature_probability[k]), run.W)
+
+
+def _figures(a: Analysis) -> dict[str, object]:
+    figures = {}
+    for name, d in (("dynamics_uniform", a.uniform), ("dynamics_octahedron", a.octahedron)):
+        figures[name] = dynamics_figure(d.trajectory.steps, d.trajectory.dimensionality, d.loss_steps, d.loss_curve,
+                                        d.titles, drops=d.drops, set_size=d.set_size)
+    figures["dynamics_octahedron_gram"] = gram_trajectory_figure(a.gram_weights, a.gram_steps,
+                                                                 set_size=a.octahedron.set_size, title=a.gram_title)
     return figures
 
 
@@ -115,14 +165,12 @@ def _sparsest(run: Run) -> int:
     return min(range(len(probs)), key=lambda i: probs[i])
 
 
-def _claims(runs: dict[str, Run]) -> list[ClaimResult]:
-    uniform, octa = runs["uniform"], runs["octahedron"]
-    traj = trajectory(uniform)
-    probs = [float(p) for p in uniform.metrics.feature_probability]
+def _claims(a: Analysis) -> list[ClaimResult]:
+    u = a.uniform
     return [
-        plateau_claim(traj, probs, AFTER),
-        coincidence_claim(traj, *_loss(uniform), probs, AFTER),
-        octahedron_claim(octa.W, [float(p) for p in octa.metrics.feature_probability], octa.config.data.set_size),
+        plateau_claim(u.trajectory, u.probabilities, AFTER),
+        coincidence_claim(a.matches, u.probabilities),
+        octahedron_claim(a.octahedron_weights, a.octahedron.probabilities, a.octahedron.set_size),
     ]
 
 
@@ -139,20 +187,21 @@ def plateau_claim(traj: DimensionalityTrajectory, probabilities: Sequence[float]
                        f"share of the time on a polytope value: {shown}", held)
 
 
-def coincidence_claim(traj: DimensionalityTrajectory, loss_steps: Tensor, loss_curve: Tensor,
-                      probabilities: Sequence[float], after: int) -> ClaimResult:
-    """D_i move when the loss drops: their moves concentrate in the fastest-falling intervals."""
-    result = jump_loss_coincidence(traj, loss_steps, loss_curve, top=TOP, after=after, min_move=MOVE)
-    jumps = dimensionality_jumps(traj)
-    counts = [sum(j.inst == k for j in jumps) for k in range(len(probabilities))]
-    held = bool((result.enrichment >= 2.0).all())
-    shown = ", ".join(f"{fmt(float(s))} (p = {p}, {c} jumps ≥ 0.15)"
-                      for s, p, c in zip(result.movement_share, probabilities, counts, strict=True))
-    return ClaimResult(SECTION, "Dimensionalities move at the moments the loss drops",
-                       f"from step {after} on, in 1/20-decade steps: the {fmt(TOP * 100)}% of intervals where the "
-                       f"loss falls fastest hold ≥ {fmt(2 * TOP * 100)}% (2× chance) of all moves of the D_i "
-                       f"(|ΔD_i| ≥ {MOVE}), at every p",
-                       f"share of the moves in them: {shown}", held)
+def coincidence_claim(matches: JumpMatches, probabilities: Sequence[float]) -> ClaimResult:
+    """Each jump of a D_i coincides with a loss drop: tested jump by jump."""
+    share, p_value = matches.share, matches.p_value
+    held = len(matches.jumps) > 0 and share >= MATCH_SHARE and p_value < SIGNIFICANCE
+    per = []
+    for k, p in enumerate(probabilities):
+        mine = [i for i, j in enumerate(matches.jumps) if j.inst == k]
+        per.append(f"p = {p}: {int(matches.matched[mine].sum()) if mine else 0}/{len(mine)}")
+    chance = float(matches.chance.mean()) if len(matches.jumps) else float("nan")
+    return ClaimResult(SECTION, "Each jump of a feature's dimensionality coincides with a drop in the loss",
+                       f"every jump of a D_i (≥ 0.15, from step {AFTER} on) matched to the nearest of the "
+                       f"{fmt(TOP * 100)}% fastest-falling 1/20-decade intervals: ≥ {fmt(100 * MATCH_SHARE)}% of the "
+                       f"jumps within {WINDOW} interval of one, more than chance at p < {SIGNIFICANCE:g}",
+                       f"{int(matches.matched.sum())}/{len(matches.jumps)} jumps matched ({fmt(100 * share)}%; "
+                       f"{', '.join(per)}), chance {fmt(100 * chance)}%, p = {p_value:.2g}", held)
 
 
 def octahedron_check(W: Tensor, set_size: int) -> tuple[bool, str]:
@@ -180,4 +229,4 @@ def octahedron_claim(W: Tensor, probabilities: Sequence[float], set_size: int) -
 
 
 RECIPE = Recipe("dynamics", SECTION, "feature dimensionalities jump between polytope values as the loss drops; "
-                "correlated sets settle into an octahedron", configs, _figures, _claims)
+                "correlated sets settle into an octahedron", configs, _figures, _claims, analyse=analyse)

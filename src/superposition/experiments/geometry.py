@@ -7,20 +7,22 @@ an edge where |cos(W_i, W_j)| > 0.1, and each factor is identified from its geom
 norms, cosines) as a digon, triangle, tetrahedron, pentagon, square antiprism, ... or "other"
 (`analysis.polytopes`).
 
-Paper: the feature dimensionalities D_i cluster at the fractions of these polytopes (at a given
-sparsity, their histogram peaks at 1/2 or at the other fractions); where features pack efficiently, Σ_i D_i = m (every
-dimension is used); besides antipodal pairs, the models use triangles, tetrahedra, pentagons and
-square antiprisms.
+Paper: across the sweep the feature dimensionalities D_i fall on lines at the fractions of these
+polytopes, 1/2 (digons), 3/4 (tetrahedra), 2/3 (triangles), 2/5 (pentagons) and 3/8 (square
+antiprisms), so the D_i of all sparsities pooled peak at each of them; where features pack
+efficiently, Σ_i D_i = m (every dimension is used); besides antipodal pairs, the models use
+triangles, tetrahedra, pentagons and square antiprisms.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from torch import Tensor
 
 from ..analysis import feature_dimensionality, represented
-from ..analysis.polytopes import EDGE_THRESHOLD, OTHER, TegumFactor, dimensionality_peaks, tegum_factors
+from ..analysis.polytopes import EDGE_THRESHOLD, OTHER, Peak, TegumFactor, dimensionality_peaks, tegum_factors
 from ..figures.core import POLYTOPE_DIMENSIONALITIES
 from ..figures.geometry import (
     dimensionality_histogram_figure,
@@ -68,17 +70,36 @@ def _graph_instances(factors: Sequence[Sequence[TegumFactor]], limit: int = GRAP
     return [found[round(i * (len(found) - 1) / (limit - 1))] for i in range(limit)]
 
 
-def _figures(runs: dict[str, Run]) -> dict[str, object]:
+@dataclass(frozen=True)
+class Analysis:
+    """The uniform models' tegum factors and their dimensionalities, read once."""
+
+    W: Tensor
+    """``[inst, feat, hidden]``: one model per sparsity."""
+    probabilities: list[float]
+    factors: list[tuple[TegumFactor, ...]]
+    """Every model's tegum factors."""
+    pooled: tuple[Peak, ...]
+    """The D_i of every represented feature of every model, counted around each fraction (`pooled_peaks`)."""
+    per_level: dict[str, int]
+    """For each fraction, at how many sparsities that model's own D_i peak there (`peak_counts`)."""
+
+
+def analyse(runs: dict[str, Run]) -> Analysis:
     run = runs[RUN]
-    ps, factors = uniform.probabilities(run), factors_of(run)
+    return Analysis(run.W, uniform.probabilities(run), factors_of(run), pooled_peaks(run.W), peak_counts(run.W))
+
+
+def _figures(a: Analysis) -> dict[str, object]:
+    ps, factors = a.probabilities, a.factors
     shown = _graph_instances(factors)
     D, shapes = dimensionality_by_shape(factors)
     return {
-        "geometry_dimensionality": shape_dimensionality_figure(run.W, ps, factors),
+        "geometry_dimensionality": shape_dimensionality_figure(a.W, ps, factors),
         "geometry_histogram": dimensionality_histogram_figure(
             D, shapes, bin_width=PEAK_WIDTH, label=f"represented, {len(ps)} sparsities"),
         "geometry_counts": polytope_counts_figure(ps, factors),
-        "geometry_graphs": geometry_graph_figure(run.W[shown], [ps[k] for k in shown], [factors[k] for k in shown],
+        "geometry_graphs": geometry_graph_figure(a.W[shown], [ps[k] for k in shown], [factors[k] for k in shown],
                                                  edge_threshold=EDGE_THRESHOLD),
     }
 
@@ -93,29 +114,41 @@ def dimensionality_by_shape(factors: Sequence[Sequence[TegumFactor]]) -> tuple[l
 # --- claims ------------------------------------------------------------------------------------
 
 
+FRACTIONS = {name: POLYTOPE_DIMENSIONALITIES[name] for name in ("1/2", *OTHER_FRACTIONS)}
+
+
 def peak_counts(W: Tensor) -> dict[str, int]:
     """For each fraction, at how many sparsities (instances of ``W [inst, feat, hidden]``) the D_i of
     the represented features peak there: ≥ PEAK_MIN_COUNT within ±PEAK_WIDTH, > PEAK_PROMINENCE × either
     neighbouring window of that model's histogram."""
-    fractions = {name: POLYTOPE_DIMENSIONALITIES[name] for name in ("1/2", *OTHER_FRACTIONS)}
     D, on = feature_dimensionality(W), represented(W)
-    hits = dict.fromkeys(fractions, 0)
+    hits = dict.fromkeys(FRACTIONS, 0)
     for k in range(W.shape[0]):
-        for peak in dimensionality_peaks(D[k][on[k]], fractions, PEAK_WIDTH):
+        for peak in dimensionality_peaks(D[k][on[k]], FRACTIONS, PEAK_WIDTH):
             hits[peak.name] += peak.is_peak(PEAK_PROMINENCE, PEAK_MIN_COUNT)
     return hits
 
 
-def peaks_claim(W: Tensor) -> ClaimResult:
-    """The D_i histogram of some sparsity peaks at 1/2, and of some sparsity at another fraction."""
-    hits = peak_counts(W)
-    held = hits["1/2"] > 0 and any(hits[name] > 0 for name in OTHER_FRACTIONS)
-    counts = ", ".join(f"{name}: {n}" for name, n in hits.items())
-    return ClaimResult(SECTION, "Feature dimensionalities cluster at the polytopes' fractions",
-                       f"at some sparsity the D_i histogram peaks at 1/2, at some at one of "
-                       f"{', '.join(OTHER_FRACTIONS)} (≥ {PEAK_MIN_COUNT} D_i within ±{PEAK_WIDTH}, "
+def pooled_peaks(W: Tensor) -> tuple[Peak, ...]:
+    """The D_i of the represented features of every model of ``W [inst, feat, hidden]`` pooled (the
+    paper's scatter of D_i across the sweep), counted around each fraction (`dimensionality_peaks`)."""
+    D, on = feature_dimensionality(W), represented(W)
+    return dimensionality_peaks(D[on], FRACTIONS, PEAK_WIDTH)
+
+
+def peaks_claim(pooled: Sequence[Peak], per_level: dict[str, int], levels: int) -> ClaimResult:
+    """Across the sweep the D_i lie on lines at 1/2, 3/4, 2/3, 2/5 and 3/8: the pooled D_i peak at each."""
+    found = {peak.name: peak.is_peak(PEAK_PROMINENCE, PEAK_MIN_COUNT) for peak in pooled}
+    held = all(found.values())
+    counts = ", ".join(f"{p.name}: {p.count} vs {p.left}/{p.right}{'' if found[p.name] else ' (no peak)'}"
+                       for p in pooled)
+    levels_shown = ", ".join(f"{name}: {n}" for name, n in per_level.items())
+    return ClaimResult(SECTION, "Across the sweep, feature dimensionalities lie on lines at the polytopes' fractions",
+                       f"pooled over all {levels} sparsities, the D_i of the represented features peak at each of "
+                       f"1/2, {', '.join(OTHER_FRACTIONS)} (≥ {PEAK_MIN_COUNT} D_i within ±{PEAK_WIDTH}, "
                        f"> {PEAK_PROMINENCE:g}× either neighbouring window)",
-                       f"sparsities with a peak at {counts} (of {W.shape[0]})", held)
+                       f"D_i in the window vs the neighbouring ones: {counts}; sparsities whose own histogram peaks "
+                       f"there: {levels_shown}", held)
 
 
 def efficient(factors: Sequence[TegumFactor]) -> bool:
@@ -147,12 +180,10 @@ def shapes_claim(factors: Sequence[Sequence[TegumFactor]]) -> ClaimResult:
                        "digon" in found and len(others) >= 2)
 
 
-def _claims(runs: dict[str, Run]) -> list[ClaimResult]:
-    run = runs[RUN]
-    factors = factors_of(run)
-    return [peaks_claim(run.W), sum_claim(run.W, factors, uniform.probabilities(run)), shapes_claim(factors)]
+def _claims(a: Analysis) -> list[ClaimResult]:
+    return [peaks_claim(a.pooled, a.per_level, a.W.shape[0]), sum_claim(a.W, a.factors, a.probabilities),
+            shapes_claim(a.factors)]
 
 
 RECIPE = Recipe("geometry", SECTION, "the uniform models' features as tegum products of polytopes",
-                configs, _figures, _claims)
-
+                configs, _figures, _claims, analyse=analyse)
