@@ -154,7 +154,8 @@ def split_claim(name: str, a: TegumAnalysis) -> ClaimResult:
     product = " ⊕ ".join(reversed(shapes))
     return ClaimResult(SECTION, f"A {name} bipyramid is the tegum product {product}: split lines, not one line at "
                        f"{fmt(whole)}",
-                       f"n = {n}, m = {HIDDEN}: at every sparsity where all {n} features are represented the best "
+                       f"n = {n}, m = {HIDDEN} (the {n}-point Thomson problem; our setting, the paper's lines come "
+                       f"from its n = 400 sweep): at every sparsity where all {n} features are represented the best "
                        f"model's tegum factors are {product}, at ≥ 1 sparsity",
                        f"{len(split)}/{len(complete)} such sparsities split; {lines}",
                        len(complete) > 0 and len(split) == len(complete))
