@@ -23,6 +23,7 @@ def analysis(d_base, d_more_features, frob_base, frob_more_dimensions) -> us.Sca
 def test_claims_hold_when_d_star_matches_and_features_double():
     a = analysis([1, 0.8, 0.5, 0.4], [1, 0.78, 0.52, 0.41], [5, 6.25, 10, 12.5], [10, 12.4, 20.5, 25])
     assert us.n_claim(a).held and us.m_claim(a).held
+    assert set(us._figures(a)) == {"uniform_scaling"}
 
 
 def test_claims_fail_when_n_matters_or_features_do_not_double():
