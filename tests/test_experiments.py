@@ -67,7 +67,8 @@ def test_recipe_writes_runs_figures_and_claims_and_reuses_runs(tmp_path, monkeyp
 
 
 def test_registry():
-    assert list(RECIPES) == ["intro", "basic", "loss-decomposition", "phase-diagram", "uniform", "geometry",
+    assert list(RECIPES) == ["intro", "basic", "basic-rescaled", "loss-decomposition", "phase-diagram",
+                             "confused-feature", "uniform", "uniform-scaling", "geometry", "tegum",
                              "nonuniform", "correlated", "dynamics", "adversarial", "privileged-basis",
                              "absolute-value", "l1-hidden", "compression", "compressed-sensing", *FOLLOW_UPS]
     assert list(RECIPES)[-len(FOLLOW_UPS):] == list(FOLLOW_UPS) == ["double-descent", "sae-recovery",

@@ -7,8 +7,10 @@ from . import (
     absolute_value,
     adversarial,
     basic,
+    basic_rescaled,
     compressed_sensing,
     compression,
+    confused_feature,
     correlated,
     double_descent,
     dynamics,
@@ -21,15 +23,18 @@ from . import (
     privileged_basis,
     sae_absorption,
     sae_recovery,
+    tegum,
     uniform,
+    uniform_scaling,
 )
 from .base import ClaimResult, Recipe, RecipeResult, run_recipe
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     intro.RECIPE,  # 1 introduction
-    basic.RECIPE, loss_decomposition.RECIPE,  # 3 demonstrating superposition
-    phase_diagram.RECIPE,  # 4 superposition as a phase change
-    uniform.RECIPE, geometry.RECIPE, nonuniform.RECIPE, correlated.RECIPE,  # 5 the geometry of superposition
+    basic.RECIPE, basic_rescaled.RECIPE, loss_decomposition.RECIPE,  # 3 demonstrating superposition
+    phase_diagram.RECIPE, confused_feature.RECIPE,  # 4 superposition as a phase change
+    uniform.RECIPE, uniform_scaling.RECIPE, geometry.RECIPE, tegum.RECIPE,  # 5 the geometry of superposition
+    nonuniform.RECIPE, correlated.RECIPE,
     dynamics.RECIPE,  # 6 learning dynamics
     adversarial.RECIPE,  # 7 adversarial robustness
     privileged_basis.RECIPE,  # 8 privileged basis

@@ -1,0 +1,65 @@
+# ruff: noqa: N803, N806 - W is the paper's name for the embedding matrix
+"""The `confused-feature` recipe: the exact dense loss against theory, the claims on hand-built
+models, and a small seeded run."""
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+import superposition as sp
+from superposition.experiments import confused_feature as cf
+
+
+def at_angles(degrees) -> torch.Tensor:
+    """Unit W ``[inst, 2, 1]`` at the given angles from the first feature's axis."""
+    t = torch.deg2rad(torch.tensor(degrees, dtype=torch.float64))
+    return torch.stack([t.cos(), t.sin()], -1).unsqueeze(-1)
+
+
+def test_dense_loss_of_a_unit_direction_without_clipping_is_one_24th():
+    """W = e₁ with b = (0, 1/2): feature 1 exact, feature 2 predicted by its mean: (0 + 1/12) / 2."""
+    W = at_angles([0.0])
+    b = torch.tensor([[0.0, 0.5]], dtype=torch.float64)
+    assert float(cf.dense_loss(W, b)[0]) == pytest.approx(1 / 24, rel=1e-4)  # midpoint rule: error ~1/GRID²
+
+
+def test_the_output_relu_favours_tilted_directions_over_the_confused_one():
+    """The tie of the linear part is broken by clipping: 45° and the axes lose 1/24, ~15°/75° less."""
+    loss = cf.best_bias_loss(at_angles([0.0, 45.0, 75.0]))
+    assert float(loss[1]) == pytest.approx(1 / 24, rel=1e-4)
+    assert float(loss[2]) < float(loss[1]) - 1e-5
+
+
+def analysis_at(degrees, loss: float = 1 / 24) -> cf.ConfusedAnalysis:
+    w = at_angles(degrees)[..., 0]
+    return cf.ConfusedAnalysis(w, torch.tensor(degrees, dtype=torch.float64), w[:, 0] * w[:, 1] > 0,
+                               torch.full((len(degrees),), loss, dtype=torch.float64), 1 / 24)
+
+
+def test_confused_claim_holds_for_45_degrees_only():
+    assert cf.confused_claim(analysis_at([45.0] * 10)).held
+    assert not cf.confused_claim(analysis_at([75.0] * 10)).held
+    assert not cf.confused_claim(analysis_at([135.0] * 10)).held  # W₁ = −W₂: antipodal, not confused
+    assert not cf.confused_claim(analysis_at([45.0] * 5 + [80.0] * 5)).held
+
+
+def test_valley_claim_fails_off_the_valley():
+    assert cf.valley_claim(analysis_at([30.0] * 3)).held
+    assert not cf.valley_claim(analysis_at([30.0] * 3, loss=0.05)).held
+
+
+@pytest.mark.slow
+def test_dense_equal_features_land_on_the_unit_circle_valley():
+    """The best of four independent models sits on the valley (a restart can stall in a worse local
+    minimum: the quick run had one with ‖W₂‖ = 1.38, b₂ = −0.71, loss 0.059)."""
+    config = cf.configs(quick=True)[cf.RUN]
+    config = replace(config, train=replace(config.train, steps=1500, restarts=4))
+    run = sp.train(config, compile=False, progress=False)
+    a = cf.analyse({cf.RUN: run})
+    assert a.weights.shape == (4, 2) and len(set(a.angle.tolist())) == 4  # independent models
+    best = int(a.loss.argmin())
+    assert abs(float(a.weights[best].norm()) - 1) < 0.05
+    assert float(a.loss[best]) == pytest.approx(1 / 24, rel=cf.LOSS_TOLERANCE)
+    assert math.isclose(a.confused_loss, 1 / 24, rel_tol=1e-4)
