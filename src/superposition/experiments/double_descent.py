@@ -209,11 +209,25 @@ def probability(runs: dict[str, Run]) -> float:
     return float(next(iter(runs.values())).config.data.feature_probability[0])
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """The recipe's analysis stage: every trained model measured once."""
+
+    models: list[Model]
+    """Every model of the runs, sorted by (m, T, seed)."""
+    p: float
+    """The feature probability 1 − S of the runs."""
+
+
+def analyse(runs: dict[str, Run]) -> Analysis:
+    return Analysis(measure_all(runs), probability(runs))
+
+
 # --- figures ------------------------------------------------------------------------------------
 
 
-def _figures(runs: dict[str, Run]) -> dict[str, object]:
-    every, p = measure_all(runs), probability(runs)
+def _figures(result: Analysis) -> dict[str, object]:
+    every, p = result.models, result.p
     models = main_models(every)
     groups = by_size(models)
     small = [T for T in groups if T * p <= MEMORISING_TP][:3] or list(groups)[:1]
@@ -333,8 +347,8 @@ def generalising_claim(models: list[Model], p: float) -> ClaimResult:
                        f"[{low:g}, {high:g}]", measured, held)
 
 
-def _claims(runs: dict[str, Run]) -> list[ClaimResult]:
-    return _claims_of(main_models(measure_all(runs)), probability(runs))
+def _claims(result: Analysis) -> list[ClaimResult]:
+    return _claims_of(main_models(result.models), result.p)
 
 
 def _claims_of(models: list[Model], p: float) -> list[ClaimResult]:
@@ -346,4 +360,4 @@ def _claims_of(models: list[Model], p: float) -> list[ClaimResult]:
 
 RECIPE = Recipe("double-descent", SECTION,
                 "finite training sets: data points memorised in superposition at small T, features at large T, "
-                "a test-loss bump between", configs, _figures, _claims)
+                "a test-loss bump between", configs, _figures, _claims, analyse=analyse)

@@ -60,22 +60,18 @@ class Result:
     recall: dict[str, np.ndarray]  # architecture → [size, knob]
 
 
-_CACHE: dict[str, Result] = {}
+def analyse(runs: dict[str, Run] | None = None) -> Result:
+    """The recipe's analysis stage: absorption of SAEs on the hierarchy dictionary (the recipe trains
+    no toy model, so `runs` is empty)."""
+    rate, recall = {}, {}
+    for arch, config in sae_configs().items():
+        scores = evaluate_absorption(train_sae(config, compile="auto"), build_source(config))
+        rate[arch] = scores.rate.numpy().reshape(len(SIZES), -1)
+        recall[arch] = scores.parent_recall.numpy().reshape(len(SIZES), -1)
+    return Result(rate, recall)
 
 
-def analyse() -> Result:
-    if "result" not in _CACHE:
-        rate, recall = {}, {}
-        for arch, config in sae_configs().items():
-            scores = evaluate_absorption(train_sae(config, compile="auto"), build_source(config))
-            rate[arch] = scores.rate.numpy().reshape(len(SIZES), -1)
-            recall[arch] = scores.parent_recall.numpy().reshape(len(SIZES), -1)
-        _CACHE["result"] = Result(rate, recall)
-    return _CACHE["result"]
-
-
-def _figures(runs: dict[str, Run]) -> dict[str, object]:
-    res = analyse()
+def _figures(res: Result) -> dict[str, object]:
     lines = {arch: {f"{n} latents (R = {n / DATA.n_features:g})": res.rate[arch][i].tolist()
                     for i, n in enumerate(SIZES)} for arch in res.rate}
     return {"sae_absorption": absorption_figure({
@@ -118,10 +114,9 @@ def wide_claim(res: Result) -> ClaimResult:
                        float(wide.max()) >= WIDE)
 
 
-def _claims(runs: dict[str, Run]) -> list[ClaimResult]:
-    res = analyse()
+def _claims(res: Result) -> list[ClaimResult]:
     return [*rise_claims(res), absent_claim(res), wide_claim(res)]
 
 
 RECIPE = Recipe("sae-absorption", SECTION, "feature absorption: SAEs drop a parent's latent when a child is on, more "
-                "so with more sparsity pressure", configs, _figures, _claims)
+                "so with more sparsity pressure", configs, _figures, _claims, analyse=analyse)

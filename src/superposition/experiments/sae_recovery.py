@@ -153,27 +153,20 @@ def analyse_toy(run: Run, quick: bool) -> ToyResult:
     return ToyResult(best, truth.shape[0], scores.recovered[0], float(scores.loss_recovered[0]))
 
 
-_CACHE: dict[tuple, Result] = {}
-
-
 def analyse(runs: dict[str, Run]) -> Result:
-    """Everything the figures and claims read, computed once per set of runs (figures and claims
-    are called with the same runs; the SAEs are retrained, deterministically, in a new process)."""
-    key = tuple(sorted((name, run.config.to_json(), float(run.W.double().sum())) for name, run in runs.items()))
-    if key not in _CACHE:
-        quick = _quick(runs)
-        _CACHE.clear()
-        _CACHE[key] = Result(analyse_dictionary(dictionary_config(quick)),
-                             analyse_dictionary(dictionary_config(quick, "correlated")),
-                             {name: analyse_toy(runs[name], quick) for name in TOYS})
-    return _CACHE[key]
+    """Everything the figures and claims read (the recipe's analysis stage, computed once): the SAEs
+    on the generated dictionaries and on the toy models' hidden layers (deterministic, so a report
+    built in a new process retrains the same SAEs)."""
+    quick = _quick(runs)
+    return Result(analyse_dictionary(dictionary_config(quick)),
+                  analyse_dictionary(dictionary_config(quick, "correlated")),
+                  {name: analyse_toy(runs[name], quick) for name in TOYS})
 
 
 # --- figures ----------------------------------------------------------------------------------
 
 
-def _figures(runs: dict[str, Run]) -> dict[str, object]:
-    res = analyse(runs)
+def _figures(res: Result) -> dict[str, object]:
     out = {}
     for label, d in (("independent", res.independent), ("correlated", res.correlated)):
         g = d.config.source.dictionary
@@ -280,8 +273,7 @@ def toy_claims(name: str, t: ToyResult) -> list[ClaimResult]:
     ]
 
 
-def _claims(runs: dict[str, Run]) -> list[ClaimResult]:
-    res = analyse(runs)
+def _claims(res: Result) -> list[ClaimResult]:
     d = res.independent
     out = [near_one_claim(d), below_g_claim(d), dead_claim(d), elbow_claim(d), larger_claim(d),
            correlated_claim(res.correlated)]
@@ -291,4 +283,5 @@ def _claims(runs: dict[str, Run]) -> list[ClaimResult]:
 
 
 RECIPE = Recipe("sae-recovery", SECTION, "sparse autoencoders recover the true features of generated data and of "
-                "toy models (MMCS, feature counting, toy-model recovery)", configs, _figures, _claims)
+                "toy models (MMCS, feature counting, toy-model recovery)", configs, _figures, _claims,
+                analyse=analyse)
