@@ -80,3 +80,19 @@ def test_registry():
     assert sections == sorted(sections)  # the paper's order
     with pytest.raises(sp.ConfigError, match="intro"):
         get_recipe("nope")
+
+
+def test_recipes_do_not_import_each_other():
+    import ast
+    from pathlib import Path
+
+    from superposition import experiments
+
+    folder = Path(experiments.__file__).parent
+    recipes = {p.stem for p in folder.glob("*.py")} - {"__init__", "base", "runs"}
+    for name in recipes:
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                imported = {node.module} if node.module else {a.name for a in node.names}
+                assert not imported & recipes, f"{name} imports the recipe {imported & recipes}"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import superposition as sp
-from superposition.experiments import uniform
+from superposition.experiments import runs, uniform
 
 from .test_uniform_geometry import PS, sweep
 
@@ -65,8 +65,8 @@ def test_grids():
     for config in (quick, full):
         inverse = 1.0 / np.asarray(config.data.feature_probability)
         assert inverse[0] == 1.0 and np.all(np.diff(inverse) > 0)
-        band = inverse[(inverse >= uniform.BAND[0]) & (inverse <= uniform.BAND[1])]
-        assert np.max(band[1:] / band[:-1]) <= uniform.BAND_STEP * 1.01  # fine enough to show a plateau
+        band = inverse[(inverse >= runs.BAND[0]) & (inverse <= runs.BAND[1])]
+        assert np.max(band[1:] / band[:-1]) <= runs.BAND_STEP * 1.01  # fine enough to show a plateau
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 import superposition as sp
 from superposition.analysis import tegum_factors
 from superposition.experiments import geometry, get_recipe, run_recipe, uniform
+from superposition.experiments import runs as run_declarations
 from superposition.figures import (
     dimensionality_histogram_figure,
     geometry_graph_figure,
@@ -151,7 +152,7 @@ def test_claims_hold_on_a_small_seeded_run():
     """The quick model (80 features in 10 dimensions) at six of its sparsities, 3000 steps: dense,
     two in antipodal pairs, pentagons, a square antiprism, and everything crammed in (~40 s)."""
     config = uniform.configs(True)[uniform.RUN]
-    grid = uniform.inverse_p_grid(12.0, 13)  # the former quick grid
+    grid = run_declarations.inverse_p_grid(12.0, 13)  # the former quick grid
     data = replace(config.data, feature_probability=tuple(grid[i] for i in (0, 4, 5, 7, 8, 12)))
     run = sp.train(replace(config, data=data, train=replace(config.train, steps=3000)), compile=False, progress=False)
     runs = {uniform.RUN: run}

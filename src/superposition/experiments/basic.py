@@ -13,27 +13,14 @@ from dataclasses import dataclass
 import torch
 
 from ..analysis import feature_dimensionality, interference, represented
-from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ..figures import basic_figure
 from ..run import Run
 from .base import ClaimResult, Recipe, fmt
+from .runs import BASIC_PROBABILITIES as PROBABILITIES
+from .runs import basic_configs as configs
 
 SECTION = "3 Demonstrating superposition"
-PROBABILITIES = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
 TOP = 5  # m: the features a model without superposition keeps
-
-
-def configs(quick: bool) -> dict[str, RunConfig]:
-    def one(kind: str) -> RunConfig:
-        return RunConfig(
-            model=ModelConfig(kind, n_features=20, n_hidden=5),
-            data=DataConfig(feature_probability=PROBABILITIES, importance_decay=0.7),
-            # Very sparse data carry little signal per batch: the sparsest models need the steps.
-            train=TrainConfig(steps=5000 if quick else 20_000, restarts=2 if quick else 4),
-            name=f"basic-{kind}",
-        )
-
-    return {"linear": one("linear"), "relu_output": one("relu_output")}
 
 
 @dataclass(frozen=True)

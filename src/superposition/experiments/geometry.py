@@ -31,11 +31,12 @@ from ..figures.geometry import (
     shape_dimensionality_figure,
 )
 from ..run import Run
-from . import uniform
 from .base import ClaimResult, Recipe, fmt
+from .runs import UNIFORM_RUN, probabilities
+from .runs import uniform_configs as configs
 
 SECTION = "5.1 Uniform superposition"
-RUN = uniform.RUN
+RUN = UNIFORM_RUN
 PEAK_WIDTH = 0.0125
 """Half-width of the D_i window around a fraction: half the gap between 2/5 and 3/8, so no window holds two."""
 PEAK_PROMINENCE = 2.0
@@ -48,7 +49,6 @@ SUM_TOLERANCE = 0.05
 POLYTOPES_BESIDES_DIGONS = ("triangle", "tetrahedron", "pentagon", "square antiprism")
 GRAPH_PANELS = 5
 
-configs = uniform.configs
 
 
 def factors_of(run: Run) -> list[tuple[TegumFactor, ...]]:
@@ -87,7 +87,7 @@ class Analysis:
 
 def analyse(runs: dict[str, Run]) -> Analysis:
     run = runs[RUN]
-    return Analysis(run.W, uniform.probabilities(run), factors_of(run), pooled_peaks(run.W), peak_counts(run.W))
+    return Analysis(run.W, probabilities(run), factors_of(run), pooled_peaks(run.W), peak_counts(run.W))
 
 
 def _figures(a: Analysis) -> dict[str, object]:

@@ -40,8 +40,8 @@ from ..data import STREAM_EVAL, FeatureSpec, feature_spec, sample
 from ..estimate import estimate_loss
 from ..figures.robustness import loss_terms_figure
 from ..run import Run
-from . import basic
 from .base import ClaimResult, Recipe, fmt
+from .runs import basic_configs
 
 SECTION = "3 Demonstrating superposition"
 MC_BATCH, MC_BATCHES = 16_384, 8
@@ -60,7 +60,7 @@ FILTERED = 0.5
 
 
 def configs(quick: bool) -> dict[str, RunConfig]:
-    return basic.configs(quick)
+    return basic_configs(quick)
 
 
 def _signed(run: Run) -> bool:

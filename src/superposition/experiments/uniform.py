@@ -27,14 +27,15 @@ import torch
 from torch import Tensor
 
 from ..analysis import dimensions_per_feature
-from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ..figures import dimensionality_figure, relative_loss_figure
 from ..run import Run
 from .base import ClaimResult, Recipe, fmt
+from .runs import UNIFORM_RUN, probabilities
+from .runs import uniform_configs as configs
 
 SECTION = "5.1 Uniform superposition"
-RUN = "relu_output"
-"""The one run, shared with the `geometry` recipe (same name, same config)."""
+RUN = UNIFORM_RUN
+"""The one run, shared with the `geometry` recipe (same name, same config: `runs.uniform_configs`)."""
 TOLERANCE = 0.05
 """|D* − 1| counted as "at" 1 (dense)."""
 PLATEAU_TOLERANCE = 0.03
@@ -45,43 +46,6 @@ STICKY_RATIO = 1 / 3
 """On the plateau D* must fall (against ln 1/p) at under this fraction of the rate on either side of it."""
 SPARSE_CEILING = 0.25
 """D* at the sparsest configuration must be below this: far past the antipodal plateau."""
-
-
-BAND = (1.6, 6.0)
-"""1/(1 − S) where D* passes 1/2 (quick and paper size): the grid is finer there, so that a plateau of
-a ×1.5 range in 1/p spans several points."""
-BAND_STEP = 1.1
-"""The grid's ratio of consecutive 1/p inside `BAND` (×1.23–1.25 outside)."""
-
-
-def inverse_p_grid(high: float, points: int) -> tuple[float, ...]:
-    """p with 1/p log-spaced from 1 to `high` (4 significant digits), densest first."""
-    return tuple(float(f"{p:.4g}") for p in np.geomspace(1.0, 1.0 / high, points))
-
-
-def banded_grid(high: float, points: int) -> tuple[float, ...]:
-    """`inverse_p_grid(high, points)` outside `BAND`, and inside it 1/p stepping by `BAND_STEP`; densest first."""
-    lo, hi = BAND
-    inside = np.geomspace(lo, hi, int(np.ceil(np.log(hi / lo) / np.log(BAND_STEP))) + 1)
-    outside = [1.0 / p for p in inverse_p_grid(high, points) if not lo / BAND_STEP < 1.0 / p < hi * BAND_STEP]
-    return tuple(float(f"{1.0 / v:.4g}") for v in sorted([*outside, *inside]))
-
-
-def configs(quick: bool) -> dict[str, RunConfig]:
-    n, m = (80, 10) if quick else (400, 30)
-    return {RUN: RunConfig(
-        model=ModelConfig("relu_output", n_features=n, n_hidden=m),
-        # All features equal: importance 1 (the default decay 1.0), one p per configuration.
-        data=DataConfig(feature_probability=banded_grid(12.0, 13) if quick else banded_grid(1000.0, 32)),
-        # Losses settle by ~2000 steps (quick) and ~3000 (400/30, the sparsest last: see uniform_loss.png), D* by
-        # ~4000; only the transition between D* = 1 and 1/2 keeps drifting slowly. 4000 steps: ~18 min on 1 core.
-        train=TrainConfig(steps=3000 if quick else 4000, lr=1e-3),
-        name="uniform",
-    )}
-
-
-def probabilities(run: Run) -> list[float]:
-    return [float(p) for p in run.metrics.feature_probability]
 
 
 @dataclass(frozen=True)
