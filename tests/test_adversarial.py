@@ -109,11 +109,12 @@ def test_adversarial_figure():
 def test_adversarial_claims_hold_on_a_small_run():
     runs = {}
     for name, cfg in recipe.configs(quick=True).items():
+        if name == "radius":
+            continue  # its own test below (one attack norm per configuration)
         data = replace(cfg.data, feature_probability=(1.0, 0.3, 0.1))
         # Few, small, fast steps: the adversarial step attacks every example along all 20 directions.
         train = replace(cfg.train, steps=800, batch_size=256, lr=5e-3)
         runs[name] = sp.train(replace(cfg, data=data, train=train), compile=False, progress=False)
-    runs.pop("radius")  # its own test below
     claims = recipe.RECIPE.claims(recipe.RECIPE.analysed(runs))
     failed = [f"{c.claim}: expected {c.expected}, measured {c.measured}" for c in claims if not c.held]
     assert len(claims) == 3 and not failed, "\n".join(failed)
