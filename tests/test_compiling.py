@@ -105,19 +105,12 @@ def test_short_runs_never_probe(records):
 def test_a_resumed_auto_run_keeps_the_path_its_checkpoint_chose(records, tmp_path, monkeypatch):
     from superposition import run as rundir
     from superposition.train import init_state, restore_state
+    from tests.test_engine import _interrupt_after_first_checkpoint
 
     config = small(steps=40)
     out = tmp_path / "run"
-    real = rundir.save_checkpoint
-
-    def crash(*args, **kwargs):
-        real(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr(rundir, "save_checkpoint", crash)
-        with pytest.raises(KeyboardInterrupt):
-            sp.train(config, compile="auto", progress=False, out=out, checkpoint_every=20)
+    _interrupt_after_first_checkpoint(
+        monkeypatch, lambda: sp.train(config, compile="auto", progress=False, out=out, checkpoint_every=20))
     state = init_state(config, torch.device("cpu"))
     rundir.resume(out, state, config, restore_state)
     assert state.compiled is False and int(state.step) == 20
