@@ -98,6 +98,16 @@ def test_recipes_that_train_the_same_config_share_a_worker():
                                                            "geometry", "l1-hidden"])
 
 
+def test_the_costliest_groups_start_first():
+    from superposition.experiments import get_recipe
+    from superposition.reproduce import _sharing_groups
+
+    groups = _sharing_groups(["intro", "confused-feature", "uniform", "geometry", "sae-recovery"], quick=False)
+    assert groups[0] == ["sae-recovery"] and groups[-1] == ["confused-feature"]  # SAE work counts: analysis_work
+    assert groups[1] == ["uniform", "geometry"]
+    assert get_recipe("uniform").work(False) > 50 * get_recipe("intro").work(False) > 0
+
+
 def test_parallel_experiments_give_the_scorecard_of_a_serial_reproduction(tmp_path):
     from superposition.reproduce import reproduce
 

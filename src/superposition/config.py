@@ -543,6 +543,16 @@ class RunConfig:
         return self.data.n_configs * self.train.restarts
 
     @property
+    def work(self) -> float:
+        """Relative training cost for scheduling: multiply-adds of the input-side product summed over
+        training (instances × examples per step × steps × features × hidden width)."""
+        m = self.model
+        width = max(m.n_hidden, m.embedding_dim or 0)
+        examples = self.train.batch_size if self.data.n_train is None else min(self.train.batch_size,
+                                                                               self.data.n_train)
+        return float(self.n_instances) * examples * self.train.steps * m.n_features * width
+
+    @property
     def target(self) -> str:
         """The training target: train.target, or the model preset's."""
         return self.train.target if self.train.target is not None else self.model.parts.target

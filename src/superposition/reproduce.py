@@ -153,12 +153,19 @@ def _results(names: list[str], out_dir: Path, args: tuple, jobs: int) -> Iterato
 
 
 def _sharing_groups(names: list[str], quick: bool) -> list[list[str]]:
-    """The recipes cut into groups that share no run config (each group in registry order). A recipe
-    whose configs cannot be built is a group of its own (running it records the error)."""
+    """The recipes cut into groups that share no run config (each group in registry order), the
+    costliest group first (`Recipe.work`), so that the last experiments to start are short ones and
+    the workers finish together. A recipe whose configs cannot be built is a group of its own
+    (running it records the error)."""
     groups: list[tuple[set[str], list[str]]] = []
+    work: dict[str, float] = {}  # a run config's JSON or a recipe's name -> its training work
     for name in names:
         try:
-            keys = {config.to_json() for config in get_recipe(name).configs(quick).values()}
+            recipe = get_recipe(name)
+            configs = recipe.configs(quick).values()
+            keys = {config.to_json() for config in configs}
+            work.update({config.to_json(): config.work for config in configs})
+            work[name] = recipe.work(quick) - sum(config.work for config in configs)
         except Exception:
             keys = set()
         joined = [g for g in groups if g[0] & keys]
@@ -166,7 +173,7 @@ def _sharing_groups(names: list[str], quick: bool) -> list[list[str]]:
         merged = (keys.union(*(g[0] for g in joined)), [n for g in joined for n in g[1]] + [name])
         groups.append(merged)
     order = {n: i for i, n in enumerate(names)}
-    groups.sort(key=lambda g: min(order[n] for n in g[1]))
+    groups.sort(key=lambda g: (-sum(work.get(k, 0.0) for k in (*g[0], *g[1])), min(order[n] for n in g[1])))
     return [sorted(g[1], key=order.__getitem__) for g in groups]
 
 

@@ -65,6 +65,14 @@ class Recipe:
     analyse: Callable[[dict[str, Run]], Any] | None = None
     """runs -> the recipe's analysis result (pure; computed once and shared by the three stages above)."""
 
+    analysis_work: Callable[[bool], float] | None = None
+    """quick -> the training the analysis stage does itself (e.g. SAEs), in `RunConfig.work` units."""
+
+    def work(self, quick: bool) -> float:
+        """Relative cost of running the recipe (its runs' and its analysis's training), for scheduling."""
+        extra = self.analysis_work(quick) if self.analysis_work is not None else 0.0
+        return sum(config.work for config in self.configs(quick).values()) + extra
+
     def analysed(self, runs: dict[str, Run]) -> Any:
         """What the figure, claim and interactive stages receive: `analyse(runs)`, or the runs."""
         return runs if self.analyse is None else self.analyse(runs)

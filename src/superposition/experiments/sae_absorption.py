@@ -119,4 +119,5 @@ def _claims(res: Result) -> list[ClaimResult]:
 
 
 RECIPE = Recipe("sae-absorption", SECTION, "feature absorption: SAEs drop a parent's latent when a child is on, more "
-                "so with more sparsity pressure", configs, _figures, _claims, analyse=analyse)
+                "so with more sparsity pressure", configs, _figures, _claims, analyse=analyse,
+                analysis_work=lambda quick: sum(c.work(DATA.n_hidden) for c in sae_configs().values()))

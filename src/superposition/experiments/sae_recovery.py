@@ -282,6 +282,14 @@ def _claims(res: Result) -> list[ClaimResult]:
     return out
 
 
+def analysis_work(quick: bool) -> float:
+    """The SAE training `analyse` does, in `RunConfig.work` units (for scheduling)."""
+    dictionaries = (dictionary_config(quick, s) for s in ("independent", "correlated"))
+    total = sum(c.work(c.source.dictionary.n_hidden) for c in dictionaries)
+    steps, batch = (2000, 256) if quick else (10_000, 1024)
+    return total + sum(steps * batch * 2 * n * m for n, m, _, _ in TOYS.values())
+
+
 RECIPE = Recipe("sae-recovery", SECTION, "sparse autoencoders recover the true features of generated data and of "
                 "toy models (MMCS, feature counting, toy-model recovery)", configs, _figures, _claims,
-                analyse=analyse)
+                analyse=analyse, analysis_work=analysis_work)

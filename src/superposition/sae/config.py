@@ -225,6 +225,11 @@ class SAEConfig:
             _fail("sae.source", self.source, "must be a SourceConfig")
         object.__setattr__(self, "name", str(self.name))
 
+    def work(self, input_dim: int) -> float:
+        """Relative training cost in `RunConfig.work`'s units (every instance is padded to the largest
+        dictionary): instances × batch × steps × latents × input_dim."""
+        return float(self.n_instances) * self.batch_size * self.steps * self.max_latents * input_dim
+
     def _check_axes(self) -> None:
         for name in ("n_latents", "l1_coefficient", "seeds"):
             object.__setattr__(self, name, _axis(f"sae.{name}", getattr(self, name)))
