@@ -138,9 +138,14 @@ def test_hand_written_gradients_match_autograd(architecture):
         assert torch.allclose(out.grads[name], value.grad, atol=1e-6, rtol=1e-4), name
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["padded", "one-step-per-size"])
 @pytest.mark.parametrize("architecture", ["relu", "topk", "batchtopk"])
-def test_batched_saes_equal_saes_trained_alone(architecture):
+def test_batched_saes_equal_saes_trained_alone(architecture, split, monkeypatch):
+    import superposition.sae.config as sae_config
+
+    monkeypatch.setattr(sae_config, "SPLIT_WASTE", 0 if split else float("inf"))
     config = small(architecture, seeds=(0, 1))
+    assert len(config.size_groups()) == (len(config.n_latents) if split else 1)
     batched = train_sae(config)
     for i, point in enumerate(config.grid()):
         alone = train_sae(config.alone(i))

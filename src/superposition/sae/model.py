@@ -12,10 +12,10 @@ dictionary's missing latents never fire and get no gradient), ``k [inst]`` (int6
 batchtopk) and ``threshold [inst, latent]`` (the inference threshold of batchtopk, learnt as one
 number per instance, and of jumprelu SAEs imported from SAELens, one per latent).
 
-Why padding rather than one group per size: per-op overhead dominates these small shapes, so one
-step over all instances (one set of kernels, one compiled graph) is cheaper than one step per
-dictionary size even though padded latents cost compute; and masked latents are exact zeros in
-every sum, so a padded SAE computes what it computes alone.
+Padding lets one step serve every dictionary size (one set of kernels, one compiled graph), and
+masked latents are exact zeros in every sum, so a padded SAE computes what it computes alone. When
+the sizes differ a lot the padded latents' compute dominates instead, and `train.size_groups`
+trains one batched step per size (same results).
 
 The model: ``pre = (x − b_dec) W_enc + b_enc``, ``c = act(pre)``, ``x̂ = c W_dec + b_dec``;
 the loss is the per-element mean squared error plus α · mean_batch ‖c‖₁.

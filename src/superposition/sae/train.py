@@ -124,26 +124,47 @@ def train_sae(config: SAEConfig, run=None, *, compile: bool | str = False,
                           "SAELens (inference only); train relu, topk or batchtopk")
     source = source or build_source(config, run)
     grid = config.grid()
-    params = init_params(source.n_inputs, [p.n_latents for p in grid], [p.seed for p in grid], config.max_latents)
-    buffers = make_buffers(config)
-    state = {f"{m}_{name}": torch.zeros_like(params[name]) for name in TRAINED for m in ("m", "v")}
-    threshold = torch.zeros(len(grid), config.max_latents)
-    step = make_step(config, buffers)
-    if should_compile(config, source.n_inputs, compile):
-        step = torch.compile(step, dynamic=False)
-    result = SAERun(config, params, threshold, source.n_inputs)
+    groups = [_Group(sub, source.n_inputs, compile) for sub in config.size_groups()]
     t0, total, count = time.perf_counter(), torch.zeros(len(grid)), 0
+    log_steps: list[int] = []
+    curve: list[list[float]] = []
     for i in range(config.steps):
-        loss = step(params, state, threshold, source.batch(i, config.batch_size), torch.tensor(float(i + 1)))
+        x, t = source.batch(i, config.batch_size), torch.tensor(float(i + 1))
+        loss = torch.cat([g.step(g.params, g.state, g.threshold, x, t) for g in groups])
         total, count = total + loss.detach(), count + 1
         if (i + 1) % config.log_every == 0 or i + 1 == config.steps:
             mean = total / count
-            result.loss_steps.append(i + 1)
-            result.loss_curve.append(mean.tolist())
+            log_steps.append(i + 1)
+            curve.append(mean.tolist())
             if progress is not None:
                 progress(i + 1, mean)
             total, count = torch.zeros(len(grid)), 0
-    result.loss_curve = [list(row) for row in zip(*result.loss_curve, strict=True)]
+    width = config.max_latents
+    params = {name: torch.cat([_pad_latents(name, g.params[name], width) for g in groups]) for name in TRAINED}
+    threshold = torch.cat([_pad_latents("b_enc", g.threshold, width) for g in groups])
+    result = SAERun(config, params, threshold, source.n_inputs, log_steps,
+                    [list(row) for row in zip(*curve, strict=True)])
     result.final_loss = [row[-1] for row in result.loss_curve]
     result.train_seconds = time.perf_counter() - t0
     return result
+
+
+class _Group:
+    """One batched step over some of the grid's instances: weights, Adam state, threshold, step."""
+
+    def __init__(self, config: SAEConfig, n_inputs: int, compile: bool | str) -> None:
+        grid = config.grid()
+        self.params = init_params(n_inputs, [p.n_latents for p in grid], [p.seed for p in grid], config.max_latents)
+        self.state = {f"{m}_{name}": torch.zeros_like(self.params[name]) for name in TRAINED for m in ("m", "v")}
+        self.threshold = torch.zeros(len(grid), config.max_latents)
+        step = make_step(config, make_buffers(config))
+        self.step = torch.compile(step, dynamic=False) if should_compile(config, n_inputs, compile) else step
+
+
+def _pad_latents(name: str, t: Tensor, width: int) -> Tensor:
+    """`t` zero-padded along its latent axis to `width` latents."""
+    axis = {"W_enc": 2, "b_enc": 1, "W_dec": 1, "b_dec": None}[name]
+    if axis is None or t.shape[axis] == width:
+        return t
+    pad = [0, 0] * (t.ndim - 1 - axis) + [0, width - t.shape[axis]]
+    return torch.nn.functional.pad(t, pad)
