@@ -187,3 +187,84 @@ def test_eager_batches_drawn_in_blocks_of_rows_equal_whole_batches(monkeypatch, 
     monkeypatch.setattr(data_module, "EAGER_BLOCK_ELEMENTS", 40)  # blocks of 2 rows of 3 × 6 elements
     assert len(data_module._row_blocks(spec, 50)) == 25
     assert torch.equal(data_module.sample(spec, step, 50, **options), whole)
+
+
+# --- the sparse sampler -------------------------------------------------------------------------
+
+
+def sparse_draw(p, n=40, step=0, batch=20000, **data_kw):
+    cfg, spec = spec_for(p, n=n, sampler="sparse", **data_kw)
+    return cfg, spec, draw_data(spec, torch.tensor(step), batch, cfg.data)
+
+
+def test_sparse_sampler_gives_each_feature_its_probability_and_uniform_values():
+    ps = [0.3, 0.05, 0.01, tuple([0.2] * 20 + [0.02] * 20)]  # the last one thinned
+    _, spec, x = sparse_draw(ps)
+    assert spec.capacity < 40 and spec.thinned
+    on = (x != 0).float().mean(1)  # [inst, feat]
+    expected = torch.tensor([[p] * 40 if not isinstance(p, tuple) else list(p) for p in ps])
+    se = (expected * (1 - expected) / x.shape[1]).sqrt()
+    assert ((on - expected).abs() < 4.5 * se + 1e-6).all()
+    values = x[x != 0]
+    assert 0 <= values.min() and values.max() < 1
+    assert abs(values.mean().item() - 0.5) < 0.01 and abs(values.var().item() - 1 / 12) < 0.005
+
+
+def test_sparse_sampler_draws_features_independently():
+    _, _, x = sparse_draw([0.2], n=12, batch=50000)
+    on = (x[0] != 0).float()
+    joint = on.T @ on / on.shape[0]
+    excess = joint - torch.outer(on.mean(0), on.mean(0))
+    excess.fill_diagonal_(0)
+    se = (0.04 * (1 - 0.04) / on.shape[0]) ** 0.5
+    assert excess.abs().max() < 5 * se
+    counts = on.sum(1)  # Binomial(12, 0.2) active features per example
+    assert abs(counts.mean().item() - 2.4) < 0.03 and abs(counts.var().item() - 1.92) < 0.06
+
+
+def test_sparse_capacity_bounds_the_tail():
+    from superposition.data import sparse_capacity
+
+    assert sparse_capacity(400, 1.0) == 400 and sparse_capacity(5, 0.5) == 5
+    k = sparse_capacity(400, 0.05)
+    assert 20 < k < 80  # mean 20, sd 4.4
+    tail = torch.distributions.Binomial(400, torch.tensor(0.05)).log_prob(torch.arange(k + 1, 401.0)).exp().sum()
+    assert tail <= 1e-12
+    assert sparse_capacity(10_000, 0.001) < 60
+
+
+def test_sparse_streams_do_not_depend_on_batch_mates_or_capacity():
+    cfg, spec, x = sparse_draw([0.05, 1.0], n=40, batch=64, step=3)  # p = 1 makes the capacity 40
+    alone_cfg, alone, y = sparse_draw([0.05], n=40, batch=64, step=3)
+    assert spec.capacity == 40 and alone.capacity < 40
+    assert torch.equal(x[0], y[0])
+    assert (x[1] != 0).all()
+    again = draw_data(spec, torch.tensor(3), 64, cfg.data)
+    other = draw_data(spec, torch.tensor(4), 64, cfg.data)
+    assert torch.equal(again, x) and not torch.equal(other, x)
+
+
+def test_sparse_sampler_is_the_same_compiled():
+    cfg, spec, x = sparse_draw([0.05, tuple([0.1] * 20 + [0.01] * 20)], batch=256, step=5)
+    compiled = torch.compile(lambda step: draw_data(spec, step, 256, cfg.data), dynamic=False)
+    assert torch.equal(compiled(torch.tensor(5)), x)
+
+
+def test_sparse_sampler_needs_independent_features():
+    with pytest.raises(sp.ConfigError, match="data.sampler"):
+        sp.DataConfig(sampler="sparse", distribution="correlated", set_size=2)
+    with pytest.raises(sp.ConfigError, match="data.sampler"):
+        sp.DataConfig(sampler="fast")
+
+
+def test_a_run_trains_on_sparse_data_with_the_same_loss_as_on_dense():
+    base = sp.RunConfig(model=sp.ModelConfig(n_features=40, n_hidden=5),
+                        data=sp.DataConfig(feature_probability=(0.05,), importance_decay=0.9),
+                        train=sp.TrainConfig(steps=600, batch_size=256))
+    dense = sp.train(base, compile=False, progress=False)
+    sparse_cfg = sp.RunConfig(model=base.model, data=sp.DataConfig(feature_probability=(0.05,), importance_decay=0.9,
+                                                                  sampler="sparse"), train=base.train)
+    sparse = sp.train(sparse_cfg, compile=False, progress=False)
+    d, s = dense.metrics.final_loss[0], sparse.metrics.final_loss[0]
+    assert abs(d - s) / d < 0.05  # same distribution, other draws
+    assert not torch.equal(dense.W, sparse.W)

@@ -17,6 +17,7 @@ from typing import Any, Literal, NamedTuple, get_args
 ModelKind = Literal["linear", "relu_output", "relu_hidden", "abs_mlp"]
 Magnitude = Literal["uniform", "constant", "folded_normal", "exponential"]
 ProbabilityLaw = Literal["constant", "power_law", "exponential"]
+Sampler = Literal["dense", "sparse"]
 Schedule = Literal["constant", "linear", "cosine"]
 Gradients = Literal["auto", "fused", "autograd"]
 AdversarialAttack = Literal["worst", "random"]
@@ -24,6 +25,7 @@ AdversarialAttack = Literal["worst", "random"]
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 MAGNITUDES: tuple[str, ...] = get_args(Magnitude)
 PROBABILITY_LAWS: tuple[str, ...] = get_args(ProbabilityLaw)
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
 GRADIENTS: tuple[str, ...] = get_args(Gradients)
 ADVERSARIAL_ATTACKS: tuple[str, ...] = get_args(AdversarialAttack)
@@ -232,6 +234,13 @@ class DataConfig:
     shuffled minibatches. None: fresh data every step."""
     n_test: int = 4096
     """Held-out test examples per instance when n_train is set (the test loss in metrics)."""
+    sampler: Sampler = "dense"
+    """How independent features are drawn. dense: one hash per (example, feature), the reference
+    stream. sparse: the gaps between an example's active features are drawn directly (geometric,
+    thinned where p varies over features), so an example costs about its number of active features
+    in hashes instead of n_features: much faster when p is small, a different stream of the same
+    distribution (an example needing more active features than `superposition.data.sparse_capacity`,
+    probability below 1e-12, keeps the first ones). Independent distribution only."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "feature_probability", _freeze(self.feature_probability))
@@ -260,6 +269,9 @@ class DataConfig:
         if self.n_train is not None:
             _check_int("data.n_train", self.n_train, 1)
         _check_int("data.n_test", self.n_test, 1)
+        _check_choice("data.sampler", self.sampler, SAMPLERS)
+        if self.sampler == "sparse" and self.distribution != "independent":
+            _fail("data.sampler", self.sampler, f"needs data.distribution = independent, got {self.distribution!r}")
 
     def _check_distribution(self) -> None:
         from .registry import DISTRIBUTIONS

@@ -64,13 +64,18 @@ def mix(z: Tensor) -> Tensor:
     return z ^ _lsr(z, 31)
 
 
-def random_bits(keys: Tensor, step: Tensor, batch: int, width: int, rows: tuple[int, int] | None = None) -> Tensor:
+def random_bits(keys: Tensor, step: Tensor, batch: int, width: int, rows: tuple[int, int] | None = None,
+                columns: int | None = None) -> Tensor:
     """64 random bits per element, ``[inst, batch, width]``: element i of step t of each key's
     stream is mix(key + (t * batch * width + i + 1) * golden), i.e. SplitMix64 with skip-ahead.
-    With `rows` = (start, stop), only those rows of the batch, ``[inst, stop - start, width]``."""
+    With `rows` = (start, stop), only those rows of the batch, ``[inst, stop - start, width]``;
+    with `columns` = c, only the first c elements of each row, ``[inst, rows, c]``."""
     start, stop = rows if rows is not None else (0, batch)
-    index = torch.arange(start * width, stop * width, dtype=torch.int64, device=keys.device)
-    counter = step.to(torch.int64) * (batch * width) + index.view(1, stop - start, width) + 1
+    cols = width if columns is None else columns
+    index = (torch.arange(start, stop, dtype=torch.int64, device=keys.device).view(-1, 1) * width
+             + torch.arange(cols, dtype=torch.int64, device=keys.device)) if columns is not None else \
+        torch.arange(start * width, stop * width, dtype=torch.int64, device=keys.device)
+    counter = step.to(torch.int64) * (batch * width) + index.view(1, stop - start, cols) + 1
     return mix(keys.view(-1, 1, 1) + counter * _signed(_GOLDEN))
 
 
@@ -86,6 +91,8 @@ class FeatureSpec(NamedTuple):
     set_keys: Tensor  # [inst] int64, the stream of set-level draws (correlated data)
     probability: Tensor  # [inst, feat] float32
     importance: Tensor  # [inst, feat] float32
+    capacity: int = 0  # the sparse sampler's active features per example (`sparse_capacity`); 0: dense only
+    thinned: bool = True  # the sparse sampler thins candidates (False only when p is constant over features)
 
 
 class Stream(NamedTuple):
@@ -107,15 +114,21 @@ class Stream(NamedTuple):
 
 def sample(spec: FeatureSpec, step: Tensor, batch: int, distribution: str = "independent",
            set_size: int | None = None, signed: bool = False, *, n_active: int | None = None,
-           magnitude: str = "uniform", normalize: bool = False) -> Tensor:
+           magnitude: str = "uniform", normalize: bool = False, sparse: bool = False) -> Tensor:
     """One batch ``[inst, batch, feat]`` of step `step` (an int64 scalar tensor).
 
     Each feature is non-zero with its probability p (or as `distribution` says), and then drawn
     from `magnitude` (uniform on [0, 1) by default), with a random sign when `signed` (uniform:
     U[-1, 1)). Gate and value use disjoint bits of one hash, so one hash per element suffices.
+    `sparse` draws independent features with `sample_sparse` instead (a different stream).
     """
     if distribution not in _BUILTIN:
         x = DISTRIBUTIONS.get(distribution)(Stream(spec.keys, step), batch, spec.probability)
+        return _normalized(x) if normalize else x
+    if sparse:
+        if distribution != "independent":
+            raise ValueError(f"the sparse sampler draws independent features only, not {distribution!r}")
+        x = sample_sparse(spec, step, batch, signed, magnitude)
         return _normalized(x) if normalize else x
     blocks = _row_blocks(spec, batch)
     parts = [_sample_rows(spec, step, batch, rows, distribution, set_size, signed, n_active, magnitude)
@@ -157,7 +170,66 @@ def _sample_rows(spec: FeatureSpec, step: Tensor, batch: int, rows: tuple[int, i
 def draw(spec: FeatureSpec, step: Tensor, batch: int, data: DataConfig) -> Tensor:
     """`sample` with every option of `data`."""
     return sample(spec, step, batch, data.distribution, data.set_size, bool(data.signed), n_active=data.n_active,
-                  magnitude=data.magnitude, normalize=data.normalize)
+                  magnitude=data.magnitude, normalize=data.normalize, sparse=data.sampler == "sparse")
+
+
+# --- the sparse sampler -----------------------------------------------------------------------
+
+SPARSE_TAIL = 1e-12
+"""Probability, per example, that the sparse sampler's capacity is too small (bounded, not estimated)."""
+_THINNING_SALT = 0x5A17
+
+
+def sparse_capacity(n_features: int, p_max: float) -> int:
+    """Active features per example the sparse sampler draws room for: the smallest K with
+    P(Binomial(n, p_max) > K) ≤ `SPARSE_TAIL` by the Chernoff bound exp(−n·KL(K/n ‖ p)), at most n."""
+    n, p = n_features, min(max(float(p_max), 0.0), 1.0)
+    if p <= 0.0:
+        return 1
+    if p >= 1.0:
+        return n
+    bound = -math.log(SPARSE_TAIL)
+    for k in range(max(1, math.ceil(n * p)), n):
+        a = (k + 1) / n  # P(X > k) = P(X >= k + 1) <= exp(-n KL(a || p))
+        kl = a * math.log(a / p) + (1 - a) * math.log((1 - a) / (1 - p)) if a < 1 else math.log(1 / p)
+        if n * kl >= bound:
+            return k
+    return n
+
+
+def sample_sparse(spec: FeatureSpec, step: Tensor, batch: int, signed: bool = False,
+                  magnitude: str = "uniform") -> Tensor:
+    """Independent features drawn sparsely: ``[inst, batch, feat]``, each feature non-zero with its
+    probability, from about `spec.capacity` hashes per example instead of one per feature.
+
+    Slot j of an example holds its j-th candidate feature, from the hash of element j of the
+    example's row in the dense layout (so an instance's data do not depend on the capacity, which
+    the largest p of the run sets, nor on the other instances): candidates are the successes of a
+    Bernoulli(p_max) sequence over the features (p_max: the instance's largest p), reached by
+    geometric gaps drawn from bits 0-23 of the slot's hash; a candidate i is kept with probability
+    p_i / p_max (thinning, from a second hash; skipped when p is the same for every feature), and
+    its value comes from bits 24-63 as in `sample`. Every feature is therefore non-zero with
+    probability exactly p_i (up to the 24-bit resolution), independently of the others.
+    """
+    if spec.capacity < 1:
+        raise ValueError("the sparse sampler needs FeatureSpec.capacity >= 1 (feature_spec sets it for "
+                         "data.sampler = 'sparse')")
+    n = spec.probability.shape[-1]
+    p_max = spec.probability.amax(-1).view(-1, 1, 1)  # [inst, 1, 1]
+    bits = random_bits(spec.keys, step, batch, n, columns=spec.capacity)  # [inst, batch, K]
+    failures = torch.log1p(-_unit(bits, 0)) / torch.log1p(-p_max.clamp(2.0**-60, 1 - 2.0**-24))  # Geometric - 1
+    gap = torch.where(p_max >= 1, 1.0, torch.where(p_max > 0, failures.clamp(max=n).floor() + 1, n + 1.0))
+    position = gap.to(torch.int64).cumsum(-1) - 1  # [inst, batch, K], increasing
+    index = position.clamp(max=n)  # n: past the last feature
+    keep = position < n
+    if spec.thinned:
+        p = torch.cat([spec.probability, spec.probability.new_zeros(spec.probability.shape[0], 1)], -1)
+        p_i = p.unsqueeze(1).expand(-1, batch, -1).gather(-1, index)
+        salted = mix(spec.keys + _signed(_GOLDEN * _THINNING_SALT))
+        keep = keep & (_unit(random_bits(salted, step, batch, n, columns=spec.capacity), 0) * p_max < p_i)
+    value = torch.where(keep, _magnitude(bits, magnitude, signed), 0.0)
+    # Kept positions are distinct, and the others add an exact 0 (to the last feature): x is exact.
+    return value.new_zeros(value.shape[0], batch, n).scatter_add_(-1, index.clamp(max=n - 1), value)
 
 
 def _magnitude(bits: Tensor, magnitude: str, signed: bool) -> Tensor:
@@ -314,7 +386,11 @@ def feature_spec(config: RunConfig, stream: int = STREAM_DATA, device: str | tor
     set_keys = torch.tensor([derive_seed(s, stream, STREAM_SETS) for s in seeds], dtype=torch.int64)
     probability = probability_matrix(config)[table.config_index]
     importance = importance_matrix(config)[table.config_index]
-    return FeatureSpec(*(t.to(device) for t in (keys, set_keys, probability, importance)))
+    capacity, thinned = 0, True
+    if config.data.sampler == "sparse":
+        capacity = sparse_capacity(config.model.n_features, float(probability.max()))
+        thinned = bool((probability != probability[:, :1]).any())
+    return FeatureSpec(*(t.to(device) for t in (keys, set_keys, probability, importance)), capacity, thinned)
 
 
 # --- finite datasets --------------------------------------------------------------------------
