@@ -68,10 +68,11 @@ def _device(params: Params) -> torch.device:
     return next(iter(params.values())).device
 
 
-def _per_example_loss(config: RunConfig, params: Params, x: Tensor) -> Tensor:
-    """ℓ of each example ``[inst, batch]`` (float64), with the run's loss function, in chunks."""
+def _per_example_loss(config: RunConfig, params: Params, x: Tensor, importance: Tensor | None = None) -> Tensor:
+    """ℓ of each example ``[inst, batch]`` (float64), with the run's loss function, in chunks.
+    `importance` ``[inst, feat]``: that of the instances in `params` (default: every instance's)."""
     inst, batch, n = x.shape
-    importance = _importance(config, params)
+    importance = _importance(config, params) if importance is None else importance
     loss_fn = LOSSES.get(config.train.loss)
     rows = max(1, CHUNK // max(1, inst * n))
     parts = []
@@ -100,8 +101,14 @@ def _stratified(config: RunConfig, params: Params, rel_se: float, max_samples: i
     gen = torch.Generator(device="cpu").manual_seed(seed)
     q = p.clamp(min=min(1.0, 3.0 / n))
     rounds = _Rounds(inst, device, rel_se, max_samples)
+    importance = _importance(config, params)
     while not rounds.finished:
-        rounds.add(_importance_sampled(config, params, p, q, rounds.next_draws, gen), offset=exact)
+        # only the instances still sampling are evaluated: the others' estimates are frozen
+        idx = (~rounds.done).nonzero().squeeze(1)
+        sub = {name: value[idx] for name, value in params.items()}
+        values = torch.zeros(inst, rounds.next_draws, dtype=torch.float64, device=device)
+        values[idx] = _importance_sampled(config, sub, p[idx], q[idx], importance[idx], rounds.next_draws, gen)
+        rounds.add(values, offset=exact)
     return LossEstimate(exact + rounds.mean, rounds.se)
 
 
@@ -177,19 +184,24 @@ def _single_feature_losses(config: RunConfig, params: Params) -> Tensor:
     return torch.cat(out, dim=1)
 
 
-def _importance_sampled(config: RunConfig, params: Params, p: Tensor, q: Tensor, draws: int,
+def _importance_sampled(config: RunConfig, params: Params, p: Tensor, q: Tensor, importance: Tensor, draws: int,
                         gen: torch.Generator) -> Tensor:
-    """w(s) ℓ(x) 1{|s| ≥ 2} for `draws` inputs per instance drawn with on-probabilities q ``[inst, draws]``."""
+    """w(s) ℓ(x) 1{|s| ≥ 2} for `draws` inputs per instance drawn with on-probabilities q ``[inst, draws]``
+    (in slices of draws of about `CHUNK` elements, whatever the number of instances)."""
     inst, n = p.shape
     device = p.device
     gate = torch.rand(draws, n, generator=gen).to(device)
     values = _values(config, torch.rand(draws, n, generator=gen), torch.rand(draws, n, generator=gen)).to(device)
-    on = gate.unsqueeze(0) < q.unsqueeze(1)  # [inst, draws, feat], the same uniforms for every instance
-    log_w = torch.where(on, (p / q).log().unsqueeze(1), ((1 - p) / (1 - q)).log().unsqueeze(1)).sum(-1)
-    several = on.sum(-1) >= 2
-    x = torch.where(on, values.unsqueeze(0), 0.0).float()
-    loss = _per_example_loss(config, params, x)
-    return torch.where(several, log_w.exp() * loss, 0.0)
+    log_on, log_off = (p / q).log().unsqueeze(1), ((1 - p) / (1 - q)).log().unsqueeze(1)
+    rows = max(1, CHUNK // max(1, inst * n))
+    parts = []
+    for lo in range(0, draws, rows):
+        on = gate[lo : lo + rows].unsqueeze(0) < q.unsqueeze(1)  # [inst, rows, feat], the same uniforms for all
+        log_w = torch.where(on, log_on, log_off).sum(-1)
+        x = torch.where(on, values[lo : lo + rows].unsqueeze(0), 0.0).float()
+        loss = _per_example_loss(config, params, x, importance)
+        parts.append(torch.where(on.sum(-1) >= 2, log_w.exp() * loss, 0.0))
+    return torch.cat(parts, dim=1)
 
 
 def _values(config: RunConfig, u: Tensor, sign: Tensor) -> Tensor:
