@@ -139,9 +139,11 @@ def cost_claim(a: L1Analysis) -> ClaimResult:
     first, loss = _first_free(a), list(a.loss)
     ratio = loss[first] / loss[0] if first is not None else float("nan")
     held = first is not None and _rising(loss) and ratio >= COST
+    at = (f"ratio {fmt(ratio)} at λ = {a.lambdas[first]:g}" if first is not None else
+          "no ratio: no λ of the sweep removed superposition (see the claim above)")
     return ClaimResult(SECTION, "Removing superposition costs loss",
                        f"the loss rises with λ (±{100 * SLACK:g}%); ≥ {COST:g}× the λ = 0 loss once superposition "
-                       "is gone", f"loss {', '.join(fmt(v) for v in loss)}; ratio {fmt(ratio)}", held)
+                       "is gone", f"loss {', '.join(fmt(v) for v in loss)}; {at}", held)
 
 
 def is_prefix(kept: Tensor) -> Tensor:
