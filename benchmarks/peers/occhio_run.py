@@ -20,25 +20,17 @@ fresh samples (occhio's own distribution) and over features, as the notebook loo
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from importlib.metadata import version
 
+from work_args import work_parser
+
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--features", type=int, required=True)
-    ap.add_argument("--hidden", type=int, required=True)
-    ap.add_argument("--instances", type=int, required=True)
-    ap.add_argument("--steps", type=int, required=True)
-    ap.add_argument("--batch", type=int, default=1024)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap = work_parser(__doc__.splitlines()[0])
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--compile", action="store_true", help="ModelGrid.fit(compile=True); off by default, as in occhio")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps torch's default")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
     t0 = time.perf_counter()

@@ -14,22 +14,14 @@ fresh samples (tms-kit's own generator) and over features, as the notebook loop 
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
+from work_args import work_parser
+
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--features", type=int, required=True)
-    ap.add_argument("--hidden", type=int, required=True)
-    ap.add_argument("--instances", type=int, required=True)
-    ap.add_argument("--steps", type=int, required=True)
-    ap.add_argument("--batch", type=int, default=1024)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps torch's default")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seed", type=int, default=0)
+    ap = work_parser(__doc__.splitlines()[0])
     args = ap.parse_args()
 
     t0 = time.perf_counter()
