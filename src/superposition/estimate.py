@@ -106,9 +106,8 @@ def _stratified(config: RunConfig, params: Params, rel_se: float, max_samples: i
         # only the instances still sampling are evaluated: the others' estimates are frozen
         idx = (~rounds.done).nonzero().squeeze(1)
         sub = {name: value[idx] for name, value in params.items()}
-        values = torch.zeros(inst, rounds.next_draws, dtype=torch.float64, device=device)
-        values[idx] = _importance_sampled(config, sub, p[idx], q[idx], importance[idx], rounds.next_draws, gen)
-        rounds.add(values, offset=exact)
+        rounds.add(_importance_sampled(config, sub, p[idx], q[idx], importance[idx], rounds.next_draws, gen),
+                   offset=exact, index=idx)
     return LossEstimate(exact + rounds.mean, rounds.se)
 
 
@@ -131,10 +130,15 @@ class _Rounds:
     def finished(self) -> bool:
         return bool(self.done.all())
 
-    def add(self, values: Tensor, offset: Tensor | float = 0.0) -> None:
-        """One round's per-example values ``[inst, draws]``; `offset` is added to the mean for the test."""
-        self.sums += values.sum(1)
-        self.squares += (values**2).sum(1)
+    def add(self, values: Tensor, offset: Tensor | float = 0.0, index: Tensor | None = None) -> None:
+        """One round's per-example values ``[inst, draws]``, or only those of the instances `index`
+        (the finished ones need none); `offset` is added to the mean for the test."""
+        if index is None:
+            self.sums += values.sum(1)
+            self.squares += (values**2).sum(1)
+        else:
+            self.sums.index_add_(0, index, values.sum(1))
+            self.squares.index_add_(0, index, (values**2).sum(1))
         self.count += values.shape[1]
         mean = self.sums / self.count
         se = ((self.squares / self.count - mean**2).clamp(min=0) / max(1, self.count - 1)).sqrt()
