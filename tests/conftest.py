@@ -3,6 +3,8 @@
 function of the package's analysis modules with jaxtyping + beartype before anything imports them, so a
 tensor of the wrong rank, dtype or inconsistent sizes fails the test that passed it."""
 
+import os
+
 from jaxtyping import install_import_hook
 
 import tests.typecheck  # noqa: F401 - the hook's decorator is looked up as tests.typecheck.beartype_tower
@@ -10,6 +12,10 @@ import tests.typecheck  # noqa: F401 - the hook's decorator is looked up as test
 install_import_hook("superposition.analysis", "tests.typecheck.beartype_tower")
 
 import pytest  # noqa: E402
+
+# No background compiles from the tests' runs (nor from the CLI processes they start): they would
+# outlive the test and load the cores; tests/test_compiling.py turns them on where it tests them.
+os.environ["SUPERPOSITION_BACKGROUND_COMPILE"] = "0"
 
 import superposition as sp  # noqa: E402
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -131,3 +132,70 @@ def test_threads_apply_while_training_and_are_restored_after(monkeypatch):
     assert seen == [1] and torch.get_num_threads() == before
     with pytest.raises(sp.ConfigError, match="threads"):
         sp.train(small(steps=3), threads=0, progress=False)
+
+
+def warming(monkeypatch) -> list[tuple[str, Path]]:
+    """Background compiles on, with the child processes replaced by a list of what would start."""
+    started: list[tuple[str, Path]] = []
+    monkeypatch.setenv(compiling.BACKGROUND_ENV, "1")
+    monkeypatch.setattr(compiling, "_spawn", lambda mode, lock, wait: started.append((mode, lock)))
+    return started
+
+
+def test_an_eager_choice_on_a_step_never_compiled_here_warms_it_in_the_background(records, monkeypatch):
+    started = warming(monkeypatch)
+    monkeypatch.setattr(compiling, "DEFAULT_LOAD_S", 0.0)  # a cache load would pay in any run this long
+    config = small(steps=40)
+    run = sp.train(config, compile="auto", progress=False)
+    assert not run.metrics.compiled  # 15 s of compiling cannot pay in 35 steps
+    assert run.provenance["compile_choice"]["background_compile"]
+    assert [mode for mode, _ in started] == ["warm"]
+    lock = started[0][1]
+    assert lock.parent == records.parent and compiling.signature(config, "cpu") in lock.name
+    held = json.loads(lock.read_text())
+    assert sp.RunConfig.from_dict(held["config"]) == config and held["device"] == "cpu"
+    sp.train(config, compile="auto", progress=False)
+    assert len(started) == 1  # one background compile per step at a time
+    lock.unlink()
+    with compiling.background_compiles(False):
+        sp.train(config, compile="auto", progress=False)
+    monkeypatch.setenv(compiling.BACKGROUND_ENV, "0")
+    sp.train(config, compile="auto", progress=False)
+    assert len(started) == 1
+
+
+def test_no_background_compile_where_a_cache_load_would_not_pay_either(records, monkeypatch):
+    started = warming(monkeypatch)
+    sp.train(small(steps=40), compile="auto", progress=False)  # 35 steps × ~1 ms < 5 s of loading
+    assert started == []
+    est = compiling.Estimate(eager_step=0.002, compiled_step=0.0003, compile=30.0, remaining=10_000, recorded=False)
+    assert compiling.worth_warming(est, records={})  # 17 s saved: < 30 s to compile, > 5 s to load
+    assert not compiling.worth_warming(replace(est, recorded=True), records={})
+    loads = {"a": {"compile_s": [20.0, 40.0], "speedup": []}}  # loading takes 20 s here
+    assert compiling.load_estimate(loads) == 20.0 and not compiling.worth_warming(est, records=loads)
+
+
+def test_an_unmeasured_speedup_defaults_by_step_size(records):
+    compiling.record("k", 3.0)  # compile=True: no eager steps measured
+    assert compiling.estimate("k", 0.002, 100).compiled_step == pytest.approx(
+        0.002 / compiling.SMALL_STEP_DEFAULT_SPEEDUP)
+    assert compiling.estimate("k", 0.1, 100).compiled_step == pytest.approx(0.1 / compiling.DEFAULT_SPEEDUP)
+
+
+@pytest.mark.slow
+def test_the_background_compile_records_a_compile_then_the_load_the_next_run_pays(tmp_path, monkeypatch):
+    """The real thing, in child processes: a cold compile, then a fresh process loading it from the
+    cache; the next run of the step weighs that load."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    config = small(steps=3000)
+    lock = tmp_path / "superposition-warming-test.json"
+    lock.write_text(json.dumps({"config": config.to_dict(), "device": "cpu"}))
+    compiling._spawn("warm", lock, wait=True)
+    assert not lock.exists()
+    entry = compiling.read_records(tmp_path / compiling.RECORD_FILE)[compiling.signature(config, "cpu")]
+    cold, load = entry["compile_s"]
+    assert load < cold and len(entry["speedup"]) == 2 and min(entry["speedup"]) > 1
+    run = sp.train(config, compile="auto", progress=False)
+    choice = run.provenance["compile_choice"]
+    assert choice["recorded"] and choice["compile"] == load  # the next run weighs the load, not the compile
+    assert run.metrics.compiled == (choice["remaining"] * (choice["eager_step"] - choice["compiled_step"]) > load)

@@ -14,6 +14,12 @@ skews absolute times). Never seen before, the step is assumed `DEFAULT_SPEEDUP` 
 slowest compile recorded here (or `DEFAULT_COLD_COMPILE_S`). The
 second run of a step on a machine therefore knows that loading it is cheap.
 
+A step never compiled here that the decision leaves eager, but that would pay once loaded from the
+cache (`worth_warming`), is compiled in the background at idle priority (`warm_in_background`): a
+process of its own compiles it, loads it again the way the next run would, and records both, so
+that the next run of the step compiles. Set SUPERPOSITION_BACKGROUND_COMPILE=0 to turn that off;
+`reproduce` and sweeps turn it off in their workers, which keep every core busy already.
+
 The decision depends on timings, so two `auto` runs of one config may take different paths (whose
 results agree to float rounding, not bit for bit); `compile=True` or `False` gives bit-identical
 reruns. A resumed run keeps the path its checkpoint recorded.
@@ -27,7 +33,12 @@ import json
 import os
 import re
 import statistics
+import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -47,6 +58,14 @@ SMALL_STEP_S = 0.005
 DEFAULT_COLD_COMPILE_S = 15.0
 """Assumed cost of a first compile when none has been recorded on this machine (measured 8-15 s on
 2 CPU cores for the paper's models; a cache load takes 1-3 s)."""
+DEFAULT_LOAD_S = 5.0
+"""Assumed cost, in a fresh process, of loading a compiled step from the cache when no load has been
+recorded here (measured 4.7 s on 2 CPU cores at 5 → 2 × 10: 1.5 s importing the compiler, 3.2 s
+tracing the step and loading its code)."""
+BACKGROUND_ENV = "SUPERPOSITION_BACKGROUND_COMPILE"
+"""Environment variable: ``0`` turns off compiling in the background."""
+WARMING_STALE_S = 1800.0
+"""A background compile's lock older than this is taken to be dead and is replaced."""
 PROBE_STEPS = 4
 """Eager steps timed (after one warm-up step) before deciding."""
 _KEEP = 5  # recorded compile times kept per step
@@ -120,13 +139,44 @@ def estimate(key: str, eager_step: float, remaining: int, records: dict[str, dic
     """The decision's inputs for a step of signature `key` whose eager step took `eager_step` s."""
     records = read_records() if records is None else records
     entry = records.get(key)
+    default = SMALL_STEP_DEFAULT_SPEEDUP if eager_step < SMALL_STEP_S else DEFAULT_SPEEDUP
     if entry is not None:
-        speedup = statistics.median(entry["speedup"]) if entry.get("speedup") else DEFAULT_SPEEDUP
+        speedup = statistics.median(entry["speedup"]) if entry.get("speedup") else default
         return Estimate(eager_step, eager_step / speedup, min(entry["compile_s"]), remaining, True)
     colds = [max(e["compile_s"]) for e in records.values()]
     cold = max(colds) if colds else DEFAULT_COLD_COMPILE_S
-    speedup = SMALL_STEP_DEFAULT_SPEEDUP if eager_step < SMALL_STEP_S else DEFAULT_SPEEDUP
-    return Estimate(eager_step, eager_step / speedup, cold, remaining, False)
+    return Estimate(eager_step, eager_step / default, cold, remaining, False)
+
+
+def load_estimate(records: dict[str, dict] | None = None) -> float:
+    """What loading a compiled step from the cache costs a fresh process here: the median of the
+    recorded loads (a step's fastest time, where it has more than one), else `DEFAULT_LOAD_S`."""
+    records = read_records() if records is None else records
+    loads = [min(e["compile_s"]) for e in records.values() if len(e["compile_s"]) > 1]
+    return statistics.median(loads) if loads else DEFAULT_LOAD_S
+
+
+_background = True
+
+
+@contextmanager
+def background_compiles(enabled: bool) -> Iterator[None]:
+    """Allow (or, for work that keeps every core busy itself, forbid) background compiles within."""
+    global _background
+    old, _background = _background, enabled
+    try:
+        yield
+    finally:
+        _background = old
+
+
+def worth_warming(est: Estimate, records: dict[str, dict] | None = None) -> bool:
+    """Whether a step that `est` left eager should be compiled in the background for later runs: it
+    was never compiled here, compiling did not pay in this run, but loading it would pay in a run as
+    long; and background compiles are not turned off (`BACKGROUND_ENV`, `background_compiles`)."""
+    if est.recorded or est.pays or not _background or os.environ.get(BACKGROUND_ENV, "1").strip() == "0":
+        return False
+    return est.remaining * (est.eager_step - est.compiled_step) > load_estimate(records)
 
 
 def record(key: str, compile_s: float, speedup: float | None = None, path: Path | None = None) -> None:
@@ -144,9 +194,74 @@ def record(key: str, compile_s: float, speedup: float | None = None, path: Path 
         pass
 
 
+def warm_in_background(config: RunConfig, device: torch.device | str) -> bool:
+    """Start compiling the training step of `config` in a background process at idle priority (one
+    per step at a time: a lock file beside the records holds the config); True when started. Best
+    effort: any failure only loses the hint."""
+    lock = record_path().with_name(f"superposition-warming-{signature(config, device)}.json")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        if lock.exists() and time.time() - lock.stat().st_mtime > WARMING_STALE_S:
+            lock.unlink(missing_ok=True)
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except OSError:
+        return False  # already warming, or no writable cache directory
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump({"config": config.to_dict(), "device": str(device)}, f)
+        _spawn("warm", lock, wait=False)
+    except (OSError, ValueError, subprocess.SubprocessError):
+        lock.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def _spawn(mode: str, lock: Path, wait: bool) -> None:
+    """Run `_main(mode, lock)` in a child: this interpreter, this copy of the package, one thread, no
+    background compiles of its own. It stays in this session (so that its idle priority holds
+    against this process's, which an own session's scheduling group would not)."""
+    src = str(Path(__file__).resolve().parents[1])
+    code = (f"import sys; sys.path.insert(0, {src!r}); "
+            f"from superposition.compiling import _main; _main({mode!r}, {str(lock)!r})")
+    env = {**os.environ, BACKGROUND_ENV: "0", "OMP_NUM_THREADS": "1", "TORCHINDUCTOR_COMPILE_THREADS": "1",
+           "TORCHINDUCTOR_CACHE_DIR": str(lock.parent)}
+    run = subprocess.run if wait else subprocess.Popen
+    kwargs = {"timeout": WARMING_STALE_S} if wait else {}
+    run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, env=env, close_fds=True, **kwargs)
+
+
+def _main(mode: str, lock: str) -> None:
+    """The background compile: ``warm`` compiles the step (a cold compile), then has a fresh process
+    ``load`` it from the cache as the next run would; each records what it measured."""
+    path = Path(lock)
+    try:
+        _lower_priority()
+        spec = json.loads(path.read_text())
+        config = RunConfig.from_dict(spec["config"])
+        torch.set_num_threads(1)
+        from .train import time_compiled_step
+
+        if time_compiled_step(config, spec["device"]) is not None and mode == "warm":
+            _spawn("load", path, wait=True)
+    finally:
+        if mode == "warm":
+            path.unlink(missing_ok=True)
+
+
+def _lower_priority() -> None:
+    try:
+        os.nice(19)
+        if hasattr(os, "sched_setscheduler"):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (OSError, AttributeError):
+        pass
+
+
 def median_step(times: list[float]) -> float:
     return statistics.median(times) if times else 0.0
 
 
-__all__ = ["DEFAULT_COLD_COMPILE_S", "DEFAULT_SPEEDUP", "PROBE_STEPS", "SMALL_STEP_DEFAULT_SPEEDUP", "Estimate",
-           "estimate", "read_records", "record", "record_path", "signature"]
+__all__ = ["BACKGROUND_ENV", "DEFAULT_COLD_COMPILE_S", "DEFAULT_LOAD_S", "DEFAULT_SPEEDUP", "PROBE_STEPS",
+           "SMALL_STEP_DEFAULT_SPEEDUP", "Estimate", "background_compiles", "estimate", "load_estimate",
+           "read_records", "record", "record_path", "signature", "warm_in_background", "worth_warming"]

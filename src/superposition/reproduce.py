@@ -30,6 +30,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import run as rundir
+from .compiling import background_compiles
 from .config import ConfigError
 from .experiments import RECIPES, get_recipe, run_recipe
 from .experiments.base import EXPERIMENT
@@ -193,8 +194,9 @@ def _run_one(name: str, path: Path, quick: bool, device: str, compile: CompileMo
     recipe = get_recipe(name)
     t0 = time.perf_counter()
     try:
-        result = run_recipe(recipe, path, quick=quick, device=device, compile=compile, progress=progress,
-                            overwrite=overwrite, shared=shared)
+        with background_compiles(False):  # the experiments keep the cores busy themselves
+            result = run_recipe(recipe, path, quick=quick, device=device, compile=compile, progress=progress,
+                                overwrite=overwrite, shared=shared)
     except (KeyboardInterrupt, ConfigError):
         raise
     except Exception as exc:  # one experiment's failure must not lose the others

@@ -376,7 +376,8 @@ def train(config: RunConfig, *, device: str | torch.device = "cpu", compile: Com
             done = _loop(config, state, step_fn, compiled, dev, progress, out_dir, checkpoint_every)
         prov = rundir.provenance(str(dev), done.compiled, started)
         if done.estimate is not None:
-            prov["compile_choice"] = {**asdict(done.estimate), "compiled": done.compiled}
+            prov["compile_choice"] = {**asdict(done.estimate), "compiled": done.compiled,
+                                      "background_compile": done.warming}
         run = _finish(config, state, done, prov)
         if out_dir is not None:
             rundir.save_run(run, out_dir)
@@ -454,6 +455,7 @@ class LoopResult(NamedTuple):
     steps_per_second: float  # after the first step, without the compiling one
     compiled: bool  # False when the compiled step failed and training went on eagerly
     estimate: compiling.Estimate | None = None  # what compile="auto" weighed, when it decided here
+    warming: bool = False  # a background compile of the step was started for later runs
 
 
 def _loop(config: RunConfig, state: TrainState, step_fn: StepFn, compiled: bool, dev: torch.device,
@@ -462,10 +464,7 @@ def _loop(config: RunConfig, state: TrainState, step_fn: StepFn, compiled: bool,
     `state.compiled` is undecided (compile="auto"), the first steps are timed and the step is
     compiled for the rest of the run when that pays (`superposition.compiling`)."""
     cfg = config.train
-    spec = feature_spec(config, device=dev)
-    lrs, l1 = _padded(lr_table(cfg)).to(dev), l1_vector(config, dev)
-    finite = config.data.n_train is not None
-    inputs = (dataset(config, "train", dev), shuffle_keys(config, dev)) if finite else ()
+    spec, lrs, l1, *inputs = _step_inputs(config, dev)
     start = int(state.step)
     snap_every = cfg.snapshot_every
     if snap_every and not state.snapshot_steps:
@@ -486,10 +485,15 @@ def _loop(config: RunConfig, state: TrainState, step_fn: StepFn, compiled: bool,
             step_fn(state.params, state.exp_avg, state.exp_avg_sq, state.step, state.loss_sum, spec, lrs, l1, *inputs)
         if clock.after(s) and clock.decide(config, dev, cfg.steps - s):
             state.compiled = True
+            built = time.perf_counter()
             step_fn, clock.compiled = _build_step(config, True)
+            clock.build_s = time.perf_counter() - built
+            clock.excluded += clock.build_s
             clock.first_compiled = s + 1
         elif clock.estimate is not None and state.compiled is None:
             state.compiled = False
+            if compiling.worth_warming(clock.estimate):  # so that the next run of this step can compile
+                clock.warming = compiling.warm_in_background(config, dev)
         if s % cfg.log_every == 0 or s == cfg.steps:
             _log(state, s, s - (state.loss_steps[-1] if state.loss_steps else 0), bar)
             guard.check_losses(config, state.loss_curve[-1], s)  # stop on divergence
@@ -500,6 +504,45 @@ def _loop(config: RunConfig, state: TrainState, step_fn: StepFn, compiled: bool,
             last_ckpt = time.perf_counter()
     bar.close()
     return clock.result(config, dev, cfg.steps - start)
+
+
+def _step_inputs(config: RunConfig, dev: torch.device) -> tuple:
+    """The step's arguments after the state: feature spec, learning rates, L1 and, with a finite
+    dataset, the training set and its shuffle keys."""
+    spec = feature_spec(config, device=dev)
+    lrs, l1 = _padded(lr_table(config.train)).to(dev), l1_vector(config, dev)
+    finite = config.data.n_train is not None
+    return (spec, lrs, l1, *((dataset(config, "train", dev), shuffle_keys(config, dev)) if finite else ()))
+
+
+def time_compiled_step(config: RunConfig, device: str | torch.device = "cpu") -> tuple[float, float] | None:
+    """Compile (or load from the cache) the training step of `config` as `train` would, on a fresh
+    state, and record on this machine what it cost and the eager/compiled speed-up of the step
+    (`superposition.compiling`); None when compiling is unavailable. Nothing is saved but the record."""
+    dev = resolve_device(device)
+    state, inputs = init_state(config, dev), _step_inputs(config, dev)
+    step_args = (state.params, state.exp_avg, state.exp_avg_sq, state.step, state.loss_sum, *inputs)
+    t0 = time.perf_counter()
+    step_fn, compiled = _build_step(config, True)
+    if not compiled:
+        return None
+    step_fn(*step_args)
+    compile_s = time.perf_counter() - t0
+    eager = make_step(config, False)
+    eager(*step_args)  # warm-up
+    t1 = time.perf_counter()
+    eager(*step_args)
+    n = max(1, min(200, config.train.steps, int(0.5 / max(time.perf_counter() - t1, 1e-6))))
+    times = []
+    for fn in (eager, step_fn):
+        state.step.zero_()  # stay inside the learning-rate table
+        t1 = time.perf_counter()
+        for _ in range(n):
+            fn(*step_args)
+        times.append(time.perf_counter() - t1)
+    speedup = times[0] / times[1] if times[1] > 0 else None
+    compiling.record(compiling.signature(config, dev), compile_s, speedup)
+    return compile_s, speedup
 
 
 def _padded(table: Tensor) -> Tensor:
@@ -518,7 +561,9 @@ class _Clock:
         self.t0 = self.t_step = time.perf_counter()
         self.probe: list[float] = []
         self.excluded = 0.0  # seconds of the first step and of the compiling step
-        self.compile_s: float | None = None
+        self.compile_s: float | None = None  # building the compiled step and its first (compiling) step
+        self.build_s = 0.0
+        self.warming = False  # whether a background compile of the step was started
         self.estimate: compiling.Estimate | None = None
 
     def before(self) -> None:
@@ -530,7 +575,7 @@ class _Clock:
         if s == self.first or s == self.first_compiled:
             self.excluded += took
             if s == self.first_compiled:
-                self.compile_s = took
+                self.compile_s = took + self.build_s
             return False
         if not self.probing:
             return False
@@ -557,7 +602,7 @@ class _Clock:
             if self.probe and n_compiled > 0 and compiled_s > 0:
                 speedup = compiling.median_step(self.probe) / (compiled_s / n_compiled)
             compiling.record(compiling.signature(config, dev), self.compile_s, speedup)
-        return LoopResult(end - self.t0, rate, self.compiled, self.estimate)
+        return LoopResult(end - self.t0, rate, self.compiled, self.estimate, self.warming)
 
 
 def _is_compile_failure(exc: Exception) -> bool:

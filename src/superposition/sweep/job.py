@@ -26,6 +26,7 @@ import torch
 from .. import run as rundir
 from ..analysis import summarize
 from ..atomic import remove_temporaries
+from ..compiling import background_compiles
 from ..config import RunConfig
 from ..errors import read_json
 from ..run import Run, RunDirError, load_run
@@ -66,7 +67,7 @@ def run_chunk(job: ChunkJob) -> ChunkResult:
     t0 = time.perf_counter()
     path = Path(job.sweep_dir) / "chunks" / job.chunk
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path.parent / f"{job.chunk}.lock"), torch_threads(job.threads):
+    with _locked(path.parent / f"{job.chunk}.lock"), torch_threads(job.threads), background_compiles(False):
         rows = read_models(path, job.points)
         if rows is not None:
             return ChunkResult(job.chunk, rows, False, time.perf_counter() - t0)
