@@ -64,6 +64,16 @@ def test_construction_runs_in_the_engine_as_a_compressor():
     torch.testing.assert_close(out.double(), torch.stack([xh, yh], -1), atol=1e-4, rtol=0)
 
 
+def test_bottleneck_folds_tell_a_folded_code_from_a_monotone_one():
+    config = recipe.configs(quick=True)["nonlinear"]
+    assert recipe.bottleneck_folds(config, recipe.construction_params(relu_construction(3, 0.1))) == (0.0, 0.0)
+    folded = {k: torch.zeros(1, *v.shape) for k, v in recipe.Compressor(2, 1).state_dict().items()}
+    folded["enc.weight"][0, 0, 0], folded["enc.bias"][0, 0] = 1.0, -0.5  # t = |x − 1/2|
+    folded["enc.weight"][0, 1, 0], folded["enc.bias"][0, 1] = -1.0, 0.5
+    folded["mid.weight"][0, 0, :2] = 1.0
+    assert recipe.bottleneck_folds(config, folded) == (1.0, 0.0)
+
+
 def _analysis(**changes):
     base = recipe.CompressionAnalysis(curve={3: [0.01]}, nonlinear=0.0125, nonlinear_x_units=0.024, ideal=1 / 216,
                                       relu_deviation=1e-14, relu_engine=(0.0126, 0.0001), neurons=10,
@@ -79,7 +89,11 @@ def test_claims_can_fail():
     assert not recipe.construction_claim(_analysis(relu_engine=(0.0140, 0.0001))).held  # 15 SE off
     assert not recipe.construction_claim(_analysis(relu_deviation=1e-3)).held
     assert recipe.learning_claim(_analysis()).held
-    assert not recipe.learning_claim(_analysis(trained_nonlinear=0.01)).held  # training found better
+    found = recipe.learning_claim(_analysis(trained_nonlinear=0.01, trained_nonlinear_all=[0.01, 0.02],
+                                            trained_folds=(0.9, 0.5)))
+    assert not found.held  # training found better
+    assert "found a nonlinear code of its own (0.8× the construction's MSE; 1 of 2 restarts" in found.measured
+    assert "90% of the lines along x and 50% along y, the construction's on 0% and 0%" in found.measured
     assert not recipe.learning_claim(_analysis(trained_linear=0.05)).held  # linear optimisation failed
 
 

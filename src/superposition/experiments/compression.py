@@ -123,6 +123,11 @@ class CompressionAnalysis:
     """Every restart's loss."""
     trained_linear: float
     """The trained linear n = 2, m = 1 model's loss."""
+    trained_folds: tuple[float, float] = (0.0, 0.0)
+    """Share of the grid's lines along x and along y on which the best trained model's bottleneck
+    t(x, y) turns back at least once (`bottleneck_folds`): 0 for a monotone (e.g. linear) code."""
+    construction_folds: tuple[float, float] = (0.0, 0.0)
+    """The same for the ReLU construction."""
 
 
 def _engine_mse(config: RunConfig, params: dict[str, Tensor]) -> tuple[float, float]:
@@ -130,6 +135,31 @@ def _engine_mse(config: RunConfig, params: dict[str, Tensor]) -> tuple[float, fl
     x = sample(spec, torch.tensor(0), EVAL)[:1]
     err = (forward(config.model, params, x).output - x).square().mean(-1).flatten()
     return float(err.mean()), float(err.std() / err.numel() ** 0.5)
+
+
+FOLD_GRID = 101
+"""Points per side of the grid on [0, 1]² on which `bottleneck_folds` reads the trained code."""
+
+
+def bottleneck_folds(config: RunConfig, params: dict[str, Tensor], grid: int = FOLD_GRID) -> tuple[float, float]:
+    """Share of the lines of constant y (along x) and of constant x (along y) on which the first
+    instance's one-number code t(x, y) changes direction at least once (steps below 1e-6 of its
+    range are ignored): how far a compression is from a monotone map of the square."""
+    g = torch.linspace(0.0, 1.0, grid)
+    xs, ys = torch.meshgrid(g, g, indexing="ij")
+    xy = torch.stack([xs.flatten(), ys.flatten()], -1).unsqueeze(0)
+    params = {k: v[:1].float() for k, v in params.items()}
+    with torch.no_grad():
+        hidden = forward(config.model, params, xy).hidden
+    t = hidden.reshape(grid, grid)  # [x, y]
+    tol = 1e-6 * float(t.max() - t.min()) + 1e-12
+
+    def share(lines: Tensor) -> float:
+        d = torch.diff(lines, dim=-1)
+        turns = [bool((s := torch.sign(row[row.abs() > tol]))[1:].ne(s[:-1]).any()) for row in d]
+        return sum(turns) / len(turns)
+
+    return share(t.T), share(t)
 
 
 def analyse(runs: dict[str, Run]) -> CompressionAnalysis:
@@ -146,7 +176,9 @@ def analyse(runs: dict[str, Run]) -> CompressionAnalysis:
         ideal=ideal_mse(Z), relu_deviation=deviation, relu_engine=_engine_mse(nl.config, construction_params(c)),
         neurons=c.neurons, trained_nonlinear=min(nl.metrics.restart_losses[0]),
         trained_nonlinear_all=list(nl.metrics.restart_losses[0]),
-        trained_linear=float(runs["linear"].metrics.final_loss[0]))
+        trained_linear=float(runs["linear"].metrics.final_loss[0]),
+        trained_folds=bottleneck_folds(nl.config, nl.params),
+        construction_folds=bottleneck_folds(nl.config, construction_params(c)))
 
 
 def _figures(a: CompressionAnalysis) -> dict[str, object]:
@@ -179,6 +211,15 @@ def construction_claim(a: CompressionAnalysis) -> ClaimResult:
 def learning_claim(a: CompressionAnalysis) -> ClaimResult:
     linear_ok = abs(a.trained_linear / LINEAR_MSE - 1) <= LINEAR_TOLERANCE
     hard = a.trained_nonlinear > a.nonlinear
+    cause = ""
+    if not hard:
+        (tx, ty), (cx, cy) = a.trained_folds, a.construction_folds
+        below = sum(v < a.nonlinear for v in a.trained_nonlinear_all)
+        ratio = fmt(a.trained_nonlinear / a.nonlinear)
+        cause = (f"; cause: gradient descent found a nonlinear code of its own ({ratio}× the construction's MSE; "
+                 f"{below} of {len(a.trained_nonlinear_all)} restarts below it): its bottleneck t(x, y) turns back on "
+                 f"{100 * tx:.0f}% of the lines along x and {100 * ty:.0f}% along y, the construction's on "
+                 f"{100 * cx:.0f}% and {100 * cy:.0f}%")
     return ClaimResult(SECTION, "Gradient descent does not find the nonlinear scheme (\"probably difficult to learn\")",
                        f"the best trained {2 * WIDTH}-neuron ReLU autoencoder stays above the construction's MSE "
                        f"({fmt(a.nonlinear)}); the trained linear model reaches 1/24 within "
@@ -186,7 +227,7 @@ def learning_claim(a: CompressionAnalysis) -> ClaimResult:
                        f"trained ReLU autoencoder {fmt(a.trained_nonlinear)} (restarts "
                        f"{', '.join(fmt(v) for v in a.trained_nonlinear_all)}; "
                        f"{'below' if a.trained_nonlinear < LINEAR_MSE else 'not below'} linear); trained linear "
-                       f"{fmt(a.trained_linear)}",
+                       f"{fmt(a.trained_linear)}{cause}",
                        hard and linear_ok)
 
 
