@@ -46,6 +46,16 @@ def test_claim_can_fail():
     assert not recipe.scaling_claim(_analysis([(32, 1, None), (32, 2, 3.0)])).held
 
 
+def test_a_power_law_in_n_is_named_as_the_cause():
+    power = [(n, k, 4.0 * n**0.5 + 0.1 * k) for n in (32, 64, 128) for k in (1, 2, 4)]  # m* ≈ 4√n, whatever k
+    growth = recipe.growth_in_n(_analysis(power))
+    assert len(growth) == 6 and all(a == pytest.approx(0.5, abs=0.01) for *_, a in growth)
+    claim = recipe.scaling_claim(_analysis(power))
+    assert not claim.held and "m* grows like nᵃ with a = 0.49–0.50 over 6 doublings" in claim.measured
+    assert "cause" not in recipe.scaling_claim(_analysis([(n, k, 1.0 + 1.5 * k * math.log(n / k))
+                                                          for n in (32, 64) for k in (1, 2, 4, 8)])).measured
+
+
 def test_configs_cover_the_grid():
     quick = recipe.configs(quick=True)
     assert len(quick) == sum(1 for n in recipe.N_QUICK for m in recipe.M_QUICK if m < n)
