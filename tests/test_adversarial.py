@@ -129,7 +129,7 @@ def test_radius_claim_holds_on_the_quick_sweep():
 
 def _sweep(fpd, radius=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0)):
     n = len(radius)
-    return recipe.RadiusSweep(tuple(radius), torch.tensor(fpd), torch.full((n,), 5), torch.zeros(n))
+    return recipe.RadiusSweep(tuple(radius), torch.tensor(fpd), torch.full((n,), 5), torch.zeros(n), torch.ones(n))
 
 
 def test_radius_claim_can_fail():
@@ -137,6 +137,20 @@ def test_radius_claim_can_fail():
     assert not recipe.radius_claim(_sweep([4.0, 3.5, 0.9, 0.8, 0.7, 0.6])).held  # gone already at 40%
     assert not recipe.radius_claim(_sweep([4.0, 3.5, 2.8, 2.0, 1.5, 1.2])).held  # never gone
     assert not recipe.radius_claim(_sweep([4.0, 1.5, 3.5, 2.0, 0.9, 1.6])).held  # no steady decrease
+
+
+def test_radius_claim_says_why_superposition_outlasts_the_window():
+    radius = (0.0, 0.6, 0.8, 0.9, 1.0, 1.2)
+    fpd = torch.tensor([4.0, 1.9, 1.18, 1.15, 1.17, 0.84])
+    sweep = recipe.RadiusSweep(radius, fpd, torch.tensor([19, 14, 11, 9, 8, 7]), torch.zeros(6),
+                               torch.tensor([1.05, 0.81, 0.73, 0.8, 0.86, 0.76]))
+    claim = recipe.radius_claim(sweep)
+    assert not claim.held
+    assert ("cause: over 80–100% the attack drops features but the kept ones grow, so features per dimension "
+            "stay > 1 (features of norm > 0.5 11, 9, 8, their mean norm 0.73, 0.80, 0.86)") in claim.measured
+    shrinking = replace(sweep, represented_norm=torch.tensor([1.05, 0.81, 0.9, 0.8, 0.7, 0.76]))
+    assert "cause" not in recipe.radius_claim(shrinking).measured
+    assert "cause" not in recipe.radius_claim(_sweep([4.0, 3.5, 2.8, 1.7, 0.98, 0.9])).measured  # inside
 
 
 def test_radius_sweep_reads_each_instance_attack_norm():

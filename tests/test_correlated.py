@@ -149,6 +149,38 @@ def test_collapse_claim():
     assert not correlated.collapse_claim(torch.stack([one, HEXAGON_PAIRED]), [0.5, 0.01]).held  # not all collapse
 
 
+def test_collapse_claim_names_the_instance_in_a_worse_minimum():
+    one = ring([0, 60, 120, 180, 240, 240])
+    every = ring([0, 0, 120, 120, 240, 240]) * 0.7
+    grid = torch.stack([every, HEXAGON_PAIRED, one, HEXAGON_PAIRED])  # sparse → dense: 0, 1, 0, 3
+    ps = [0.5, 0.1, 0.02, 0.01]
+    claim = correlated.collapse_claim(grid, ps, {2: (3, 0.0005, 0.0004)})
+    assert not claim.held
+    assert claim.measured.endswith("; cause: training stopped in a worse minimum there: at 1 − S = 0.02 (1 collapsed) "
+                                   "the W, b trained at 1 − S = 0.01 (0 collapsed) do better on its inputs "
+                                   "(loss 0.0004 vs its own best restart's 0.0005)")
+    assert "no neighbour's weights" in correlated.collapse_claim(grid, ps, {}).measured
+    assert "cause" not in correlated.collapse_claim(grid, ps, {3: (2, 0.005, 0.004)}).measured  # would not fix it
+
+
+def test_antipodal_claim_says_why_the_partners_are_wrong():
+    claim = correlated.antipodal_claim(SQUARE_CORRELATED, 0.03, restarts=[3.6e-5, 3.5e-5], repaired=(3.5e-5, 1e-8))
+    assert not claim.held
+    assert ("cause: every restart stopped in a worse minimum (the kept one antipodal across the pairs); partners "
+            "[2, 3, 0, 1]") in claim.measured
+    assert "loss 1e-08 vs trained 3.5e-05 on the same inputs (lower)" in claim.measured
+    plain = correlated.antipodal_claim(SQUARE_CORRELATED, 0.03, restarts=[3.6e-5], repaired=(3.5e-5, 4e-5))
+    assert "cause" not in plain.measured and "(not lower)" in plain.measured
+    assert "partners" not in correlated.antipodal_claim(SQUARE_ANTI, 0.03).measured
+
+
+def test_mates_antipodal_reassigns_the_trained_directions():
+    W, b = correlated.mates_antipodal(SQUARE_CORRELATED, torch.arange(4.0))
+    assert correlated.antipodal_claim(W, 0.03).held
+    assert b.tolist() == [0.0, 2.0, 1.0, 3.0]
+    assert correlated.mates_antipodal(HEXAGON_PAIRED[:4], torch.zeros(4)) is None  # not in antipodal pairs
+
+
 def test_local_basis_claim():
     eye = torch.eye(10)
     local = torch.cat([eye, -eye.flip(0)])

@@ -51,6 +51,29 @@ def test_claims_detect_wrong_geometry():
     assert intro.pentagon_claim(pentagon).held and not intro.antipodal_claim(pentagon).held
 
 
+def _basic_model(norms: list[list[float]]) -> basic.Model:
+    import torch
+
+    W = torch.zeros(len(norms), 20, 5)
+    for k, row in enumerate(norms):
+        W[k, : len(row), 0] = torch.tensor(row)
+    return basic.Model(W, torch.zeros(len(norms), 20), tuple(10.0 ** -k for k in range(len(norms))))
+
+
+def test_basic_packing_claim_says_why_a_count_falls():
+    """A fall of the count with features just under the cut is told apart from a fall of the storage."""
+    under = basic._packing_claim(_basic_model([[1.0] * 5, [1.0] * 11 + [0.6], [1.0] * 10 + [0.45, 0.42, 0.3]]))
+    assert not under.held
+    assert under.measured == ("counts [5, 12, 10]; cause: the count falls, not the storage: at 1 − S = 0.01 "
+                              "features [10, 11] sit just under the cut (‖W_i‖ 0.45, 0.42); "
+                              "counted at ‖W_i‖ > 0.4: [5, 12, 12]")
+    dropped = basic._packing_claim(_basic_model([[1.0] * 5, [1.0] * 12, [1.0] * 10 + [0.1, 0.1]]))
+    assert not dropped.held and "cause" not in dropped.measured
+    assert dropped.measured.endswith("no feature within 0.4–0.5; counted at ‖W_i‖ > 0.4: [5, 12, 10] (fall too)")
+    rising = basic._packing_claim(_basic_model([[1.0] * 5, [1.0] * 10 + [0.45], [1.0] * 12]))
+    assert rising.held and rising.measured == "counts [5, 10, 12]"
+
+
 def test_recipe_writes_runs_figures_and_claims_and_reuses_runs(tmp_path, monkeypatch):
     tiny = {"relu_output": shrink(intro.configs(True)["relu_output"], intro.HIGHLIGHT + intro.GRID, 30, 1)}
     recipe = replace(get_recipe("intro"), configs=lambda quick: tiny)

@@ -48,6 +48,22 @@ def measured(lam, W, loss=None):
     return l1_hidden.measure(lam, loss if loss is not None else [1.0] * len(lam), W, 0.03)
 
 
+def test_removal_claim_names_the_antipodal_pairs_that_survive():
+    lam = [0.0, 0.001, 0.01]
+    one_pair = torch.zeros(N, M)
+    one_pair[:2] = torch.tensor([[1.0, 0], [-1, 0]])  # one antipodal pair in one of the two dimensions
+    claim = l1_hidden.removal_claim(measured(lam, torch.stack([antipodal(), antipodal(), one_pair])))
+    assert not claim.held
+    assert claim.measured.endswith("first superposition-free none; cause: an antipodal pair survives every λ: "
+                                   "antipodal pairs (cos < -0.9) per λ [2, 2, 1]; at λ = 0.01: pairs (0, 1), "
+                                   "largest interference of the other features 0, 1 of 2 hidden dimensions in use")
+    leaning = one_pair.clone()
+    leaning[2] = torch.tensor([0.6, 0.6])  # also a feature in superposition outside the pair
+    assert "cause" not in l1_hidden.removal_claim(measured(lam, torch.stack([antipodal()] * 2 + [leaning]))).measured
+    W = torch.stack([antipodal(), antipodal() * 0.9, orthogonal(2)])
+    assert "antipodal pairs" not in l1_hidden.removal_claim(measured(lam, W)).measured  # free at λ = 0.01
+
+
 def test_claims_can_fail():
     lam = [0.0, 0.001, 0.01]
     W = torch.stack([antipodal(), antipodal() * 0.9, orthogonal(2)])

@@ -32,6 +32,22 @@ def test_claims_fail_when_n_matters_or_features_do_not_double():
     assert not us.m_claim(a).held
 
 
+def test_failing_claims_say_whether_the_runs_had_settled_at_the_worst_point():
+    a = analysis([1, 0.8, 0.5, 0.4], [1, 0.8, 0.5, 0.3], [5, 6.25, 10, 12.5], [10, 12.5, 20, 30])
+    names = ("base", "more_features", "more_dimensions")
+    late = replace(a, late_fall={n: np.array([0.0, 0.0, 0.0, 0.02 if n == "base" else 0.001]) for n in names},
+                   strong={n: np.array([5, 6, 8, 9]) for n in names})
+    assert us.n_claim(late).measured.endswith(
+        "; cause: not settled there: at 1/(1 − S) = 8 (the worst) the training loss still fell 0.10% (m = 5, n = 40), "
+        "2.00% (m = 5, n = 80) over the second half of training; features of norm > 0.5 9 (m = 5, n = 40), "
+        "9 (m = 5, n = 80)")
+    settled = replace(late, late_fall={n: np.zeros(4) for n in names})
+    assert "cause" not in us.n_claim(settled).measured and "fell 0.00%" in us.n_claim(settled).measured
+    assert "fell" not in us.n_claim(a).measured  # no loss curves: nothing said
+    held = analysis([1, 0.8, 0.5, 0.4], [1, 0.78, 0.52, 0.41], [5, 6.25, 10, 12.5], [10, 12.4, 20.5, 25])
+    assert "fell" not in us.n_claim(replace(held, late_fall=late.late_fall, strong=late.strong)).measured
+
+
 def test_configs_pair_like_with_like():
     for quick in (True, False):
         runs = us.configs(quick)

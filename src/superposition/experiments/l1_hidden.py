@@ -40,6 +40,10 @@ LAMBDAS = (0.0, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2)
 QUICK_LAMBDAS = (0.0, 3e-4, 1e-3, 3e-3, 1e-2)
 SUPERPOSED = 0.75
 """At λ = 0 the model is in superposition: D* below this (1/2 for antipodal pairs)."""
+ANTIPODAL = -0.9
+"""cos below which two represented features form an antipodal pair."""
+USED_DIM = 0.1
+"""A hidden dimension is in use when W has a singular value above this."""
 ORTHOGONAL = 0.05
 """No superposition: every represented feature has interference Σ_{j≠i}(Ŵ_i·W_j)² below this."""
 SLACK = 0.02
@@ -96,13 +100,37 @@ class L1Analysis:
     """m."""
     feature_probability: float
     """p, the same in every instance."""
+    antipodal: tuple[tuple[tuple[int, int], ...], ...] = ()
+    """Per instance, the pairs of represented features at cos < `ANTIPODAL` (empty if not measured)."""
+    unpaired_interference: Tensor | None = None
+    """``[inst]``: the largest interference of a represented feature outside those pairs (0 if none)."""
+    used_dims: Tensor | None = None
+    """int64 ``[inst]``: hidden dimensions in use (singular values of W above `USED_DIM`)."""
+
+
+def antipodal_pairs(W: Tensor) -> tuple[tuple[int, int], ...]:
+    """Pairs (i < j) of represented features of ``W [feat, hidden]`` at cos < `ANTIPODAL`."""
+    on = represented(W)
+    unit = W / W.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    cos = torch.where(on[:, None] & on[None, :], unit @ unit.T, 0.0)
+    return tuple((int(i), int(j)) for i, j in (cos < ANTIPODAL).nonzero().tolist() if i < j)
+
+
+def _unpaired_interference(W: Tensor, pairs: tuple[tuple[int, int], ...]) -> float:
+    keep = represented(W).clone()
+    for i, j in pairs:
+        keep[i] = keep[j] = False
+    return float(torch.where(keep, interference(W), 0.0).max())
 
 
 def measure(lam: Sequence[float], loss: Sequence[float], W: Tensor, feature_probability: float) -> L1Analysis:
     """The analysis of models ``W [inst, feat, hidden]`` trained with penalties `lam` (increasing, the first 0)."""
+    pairs = tuple(antipodal_pairs(w) for w in W)
+    unpaired = torch.tensor([_unpaired_interference(w, p) for w, p in zip(W, pairs, strict=True)])
+    used = (torch.linalg.svdvals(W.float()) > USED_DIM).sum(-1)
     return L1Analysis(tuple(float(v) for v in lam), tuple(float(v) for v in loss), dimensions_per_feature(W),
                       represented(W), max_interference(W), superposition_free(W, W.shape[-1]), W.shape[-1],
-                      float(feature_probability))
+                      float(feature_probability), pairs, unpaired, used)
 
 
 def analyse(runs: dict[str, Run]) -> L1Analysis:
@@ -132,7 +160,22 @@ def removal_claim(a: L1Analysis) -> ClaimResult:
     return ClaimResult(SECTION, "An L1 penalty on the hidden activations removes superposition",
                        f"D* < {SUPERPOSED:g} at λ = 0, rising with λ (±{100 * SLACK:g}%) until some λ leaves ≤ m "
                        f"features, all orthogonal (interference < {ORTHOGONAL:g})",
-                       f"D* {', '.join(fmt(d) for d in d_star)}; first superposition-free {at}", held)
+                       f"D* {', '.join(fmt(d) for d in d_star)}; first superposition-free {at}"
+                       f"{_pairs_left(a) if first is None else ''}", held)
+
+
+def _pairs_left(a: L1Analysis) -> str:
+    """Where no λ is superposition-free: the antipodal pairs left at the largest λ, the interference
+    outside them, and the hidden dimensions in use there."""
+    if not a.antipodal or a.unpaired_interference is None or a.used_dims is None:
+        return ""
+    k = len(a.lambdas) - 1
+    pairs = ", ".join(f"({i}, {j})" for i, j in a.antipodal[k]) or "none"
+    unpaired = float(a.unpaired_interference[k])
+    lead = ("cause: an antipodal pair survives every λ: " if all(a.antipodal) and unpaired < ORTHOGONAL else "")
+    return (f"; {lead}antipodal pairs (cos < {ANTIPODAL:g}) per λ {[len(p) for p in a.antipodal]}; at "
+            f"λ = {a.lambdas[k]:g}: pairs {pairs}, largest interference of the other features {fmt(unpaired)}, "
+            f"{int(a.used_dims[k])} of {a.n_hidden} hidden dimensions in use")
 
 
 def cost_claim(a: L1Analysis) -> ClaimResult:

@@ -44,6 +44,10 @@ D_TOLERANCE = 0.10
 """Relative |D*(n) − D*(2n)| / D*(2n) allowed at every p (fixed before training)."""
 RATIO_TOLERANCE = 0.10
 """Relative |‖W‖_F²(2m) / ‖W‖_F²(m) − 2| / 2 allowed at every p (fixed before training)."""
+CURVE_WINDOW = 5
+"""Logged losses averaged at each end of the second half of training."""
+SETTLED = 0.005
+"""A run whose loss still fell by more than this fraction over the second half of training had not settled."""
 
 
 def configs(quick: bool) -> dict[str, RunConfig]:
@@ -71,6 +75,11 @@ class ScalingAnalysis:
     """Run name → ‖W‖_F² ``[config]`` (≈ features learned)."""
     n_pair: tuple[str, str]
     m_pair: tuple[str, str]
+    late_fall: dict[str, np.ndarray] | None = None
+    """Run name → relative fall of the training loss over the second half of training ``[config]``
+    (mean of the last `CURVE_WINDOW` logged losses against that around the midpoint); None if unlogged."""
+    strong: dict[str, np.ndarray] | None = None
+    """Run name → features with ‖W_i‖ > 0.5 ``[config]`` (the rest smeared at small norms, as when dense)."""
 
 
 def analyse(runs: dict[str, Run]) -> ScalingAnalysis:
@@ -79,8 +88,22 @@ def analyse(runs: dict[str, Run]) -> ScalingAnalysis:
     f = {name: r.W.double().square().sum(dim=(-2, -1)).numpy() for name, r in runs.items()}
     quick = shapes["base"] == SHAPES["base"][0]
     first = next(iter(runs.values()))
+    falls = {name: late_fall(r) for name, r in runs.items()}
+    strong = {name: (r.W.norm(dim=-1) > 0.5).sum(-1).numpy() for name, r in runs.items()}
     return ScalingAnalysis(tuple(float(p) for p in first.metrics.feature_probability), shapes, d, f,
-                           N_PAIR[quick], M_PAIR[quick])
+                           N_PAIR[quick], M_PAIR[quick],
+                           None if any(v is None for v in falls.values()) else falls, strong)
+
+
+def late_fall(run: Run) -> np.ndarray | None:
+    """Relative fall of each instance's logged training loss over the second half of training
+    ``[config]``, or None when too few losses were logged."""
+    curve = np.asarray(run.metrics.loss_curve, dtype=float)
+    if curve.ndim != 2 or curve.shape[1] < 4 * CURVE_WINDOW:
+        return None
+    mid = curve.shape[1] // 2
+    middle = curve[:, mid - CURVE_WINDOW // 2: mid - CURVE_WINDOW // 2 + CURVE_WINDOW].mean(1)
+    return 1 - curve[:, -CURVE_WINDOW:].mean(1) / middle
 
 
 def _row(values: np.ndarray) -> str:
@@ -96,7 +119,8 @@ def n_claim(a: ScalingAnalysis) -> ClaimResult:
                        f"m = {m}: |D*(n = {n1}) − D*(n = {n2})| ≤ {D_TOLERANCE:.0%} of D*(n = {n2}) at every "
                        f"1/(1 − S) in {list(INVERSE_P[_quick(a)])}",
                        f"D*(n = {n1}) {_row(d_small)}, D*(n = {n2}) {_row(d_large)}; largest difference "
-                       f"{float(rel.max()):.1%}", bool((rel <= D_TOLERANCE).all()))
+                       f"{float(rel.max()):.1%}{_settling(a, (small, large), rel, D_TOLERANCE)}",
+                       bool((rel <= D_TOLERANCE).all()))
 
 
 def m_claim(a: ScalingAnalysis) -> ClaimResult:
@@ -108,7 +132,23 @@ def m_claim(a: ScalingAnalysis) -> ClaimResult:
                        f"n = {n}: ‖W‖_F²(m = {m2}) / ‖W‖_F²(m = {m1}) within {RATIO_TOLERANCE:.0%} of 2 at every "
                        f"1/(1 − S) in {list(INVERSE_P[_quick(a)])}",
                        f"‖W‖_F² (m = {m1}) {_row(a.frobenius[base])}, (m = {m2}) {_row(a.frobenius[double])}; "
-                       f"ratios {_row(ratio)}", bool((rel <= RATIO_TOLERANCE).all()))
+                       f"ratios {_row(ratio)}{_settling(a, (base, double), rel, RATIO_TOLERANCE)}",
+                       bool((rel <= RATIO_TOLERANCE).all()))
+
+
+def _settling(a: ScalingAnalysis, names: tuple[str, str], rel: np.ndarray, tolerance: float) -> str:
+    """At the worst 1/(1 − S), when outside the tolerance: whether the two runs had settled (their loss
+    fall over the second half of training) and how many features each holds at norm > 0.5."""
+    k = int(np.argmax(rel))
+    if rel[k] <= tolerance or a.late_fall is None or a.strong is None:
+        return ""
+    label = {name: ", ".join(f"{s} = {v}" for s, v in zip(("m", "n"), a.shapes[name], strict=True))
+             for name in names}
+    falls = ", ".join(f"{float(a.late_fall[name][k]):.2%} ({label[name]})" for name in names)
+    strong = ", ".join(f"{int(a.strong[name][k])} ({label[name]})" for name in names)
+    lead = "cause: not settled there: " if any(a.late_fall[name][k] > SETTLED for name in names) else ""
+    return (f"; {lead}at 1/(1 − S) = {fmt(1 / a.probabilities[k])} (the worst) the training loss still fell "
+            f"{falls} over the second half of training; features of norm > 0.5 {strong}")
 
 
 def _quick(a: ScalingAnalysis) -> bool:
