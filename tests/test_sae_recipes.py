@@ -104,3 +104,47 @@ def test_absorption_rises_with_l1_on_a_small_seeded_run():
     scores = evaluate_absorption(train_sae(config), build_source(config))
     low, high = scores.rate.tolist()
     assert high >= low + sae_absorption.RISE
+
+
+def test_saes_are_trained_once_and_read_back_while_config_and_source_match(tmp_path, monkeypatch):
+    from superposition.sae import storage
+
+    trained = []
+    real = storage.train_sae
+    monkeypatch.setattr(storage, "train_sae", lambda *a, **k: trained.append(a[0]) or real(*a, **k))
+    run = orthogonal_run()
+    config = SAEConfig(architecture="topk", n_latents=(12,), k=(2,), l1_coefficient=(0.0,), steps=20,
+                       batch_size=64, source=SourceConfig(kind="run", run_name="orthogonal"))
+    path = tmp_path / "sae"
+    first = storage.stored_or_trained(config, path, run)
+    again = storage.stored_or_trained(config, path, run)
+    assert len(trained) == 1 and (path / storage.METRICS).is_file()
+    for name in first.params:
+        assert torch.equal(first.params[name], again.params[name])
+    storage.stored_or_trained(dataclasses.replace(config, steps=21), path, run)  # another config: trained
+    moved = dataclasses.replace(run, params={**run.params, "b": run.params["b"] + 0.1})
+    storage.stored_or_trained(dataclasses.replace(config, steps=21), path, moved)  # other toy weights: trained
+    (path / storage.WEIGHTS).write_bytes(b"damaged")
+    storage.stored_or_trained(dataclasses.replace(config, steps=21), path, moved)  # damaged: trained again
+    assert len(trained) == 4
+    storage.stored_or_trained(config, None, run)  # no store: always trained
+    assert len(trained) == 5
+
+
+def test_run_recipe_gives_a_storing_analysis_its_store_and_overwrite_empties_it(tmp_path):
+    from superposition.experiments import get_recipe, run_recipe
+
+    seen = []
+
+    def analyse(runs, store=None):
+        seen.append(store)
+        (store / "kept").mkdir(parents=True, exist_ok=True)
+        return runs
+
+    recipe = dataclasses.replace(get_recipe("sae-absorption"), configs=lambda quick: {}, analyse=analyse,
+                                 figures=lambda a: {}, claims=lambda a: [])
+    run_recipe(recipe, tmp_path, quick=True, progress=False)
+    assert seen == [tmp_path / "analysis"] and (tmp_path / "analysis" / "kept").is_dir()
+    (tmp_path / "analysis" / "old").mkdir()
+    run_recipe(recipe, tmp_path, quick=True, progress=False, overwrite=True)
+    assert not (tmp_path / "analysis" / "old").exists()

@@ -7,6 +7,7 @@ trains (or reuses finished runs), saves the figures as PNGs and the claims as cl
 
     OUT/
       RUN_NAME/        one run directory per config (see superposition.run)
+      analysis/        what an analysis that `stores` trained itself (e.g. SAE run directories)
       FIGURE.png
       claims.json      [{section, claim, expected, measured, held}, ...]
       experiment.json  recipe name, section, quick or not, runs, figures, timings (written last)
@@ -15,6 +16,7 @@ trains (or reuses finished runs), saves the figures as PNGs and the claims as cl
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -30,6 +32,7 @@ from ..run import Run, RunDirError, load_run
 from ..train import CompileMode, train
 
 EXPERIMENT = "experiment.json"
+ANALYSIS = "analysis"
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,11 @@ class Recipe:
     """analysis (or runs) -> the paper's claims, checked."""
     interactive: Callable[[Any], dict[str, Any]] | None = None
     """analysis (or runs) -> {figure name: plotly figure} for the HTML report (sliders, hover values)."""
-    analyse: Callable[[dict[str, Run]], Any] | None = None
+    analyse: Callable[..., Any] | None = None
     """runs -> the recipe's analysis result (pure; computed once and shared by the three stages above)."""
+    stores: bool = False
+    """The analysis trains models of its own (e.g. SAEs) and takes ``store=``: a directory where it
+    keeps them, so that rerunning the recipe loads them instead of training them again."""
 
     analysis_work: Callable[[bool], float] | None = None
     """quick -> the training the analysis stage does itself (e.g. SAEs), in `RunConfig.work` units."""
@@ -73,9 +79,12 @@ class Recipe:
         extra = self.analysis_work(quick) if self.analysis_work is not None else 0.0
         return sum(config.work for config in self.configs(quick).values()) + extra
 
-    def analysed(self, runs: dict[str, Run]) -> Any:
-        """What the figure, claim and interactive stages receive: `analyse(runs)`, or the runs."""
-        return runs if self.analyse is None else self.analyse(runs)
+    def analysed(self, runs: dict[str, Run], store: Path | None = None) -> Any:
+        """What the figure, claim and interactive stages receive: `analyse(runs)`, or the runs.
+        `store`: where an analysis that `stores` keeps what it trains (None: keep nothing)."""
+        if self.analyse is None:
+            return runs
+        return self.analyse(runs, store=store) if self.stores else self.analyse(runs)
 
 
 @dataclass
@@ -119,7 +128,10 @@ def run_recipe(recipe: Recipe, out: str | os.PathLike[str], *, quick: bool = Fal
         locations[name] = os.path.relpath(path, out_dir)
         if shared is not None:
             shared[key] = path
-    analysis = recipe.analysed(result.runs)
+    store = out_dir / ANALYSIS
+    if overwrite:
+        shutil.rmtree(store, ignore_errors=True)
+    analysis = recipe.analysed(result.runs, store if recipe.stores else None)
     for name, fig in recipe.figures(analysis).items():
         result.figures[name] = save_figure(fig, out_dir / f"{name}.png")
     result.claims = recipe.claims(analysis)

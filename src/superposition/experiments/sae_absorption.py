@@ -17,13 +17,14 @@ The data are small, so the recipe has one size (quick and paper size are the sam
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
 from ..config import RunConfig
 from ..figures.sae import absorption_figure
 from ..run import Run
-from ..sae import DictionaryConfig, SAEConfig, SourceConfig, build_source, train_sae
+from ..sae import DictionaryConfig, SAEConfig, SourceConfig, build_source, stored_or_trained
 from ..sae.evaluate import evaluate_absorption
 from .base import ClaimResult, Recipe, fmt
 
@@ -60,12 +61,14 @@ class Result:
     recall: dict[str, np.ndarray]  # architecture → [size, knob]
 
 
-def analyse(runs: dict[str, Run] | None = None) -> Result:
+def analyse(runs: dict[str, Run] | None = None, store: Path | None = None) -> Result:
     """The recipe's analysis stage: absorption of SAEs on the hierarchy dictionary (the recipe trains
-    no toy model, so `runs` is empty)."""
+    no toy model, so `runs` is empty); the SAEs are kept under `store`, one run directory per
+    architecture, and read back on a rerun."""
     rate, recall = {}, {}
     for arch, config in sae_configs().items():
-        scores = evaluate_absorption(train_sae(config, compile="auto"), build_source(config))
+        sae = stored_or_trained(config, None if store is None else store / f"sae_{arch}")
+        scores = evaluate_absorption(sae, build_source(config))
         rate[arch] = scores.rate.numpy().reshape(len(SIZES), -1)
         recall[arch] = scores.parent_recall.numpy().reshape(len(SIZES), -1)
     return Result(rate, recall)
@@ -119,5 +122,5 @@ def _claims(res: Result) -> list[ClaimResult]:
 
 
 RECIPE = Recipe("sae-absorption", SECTION, "feature absorption: SAEs drop a parent's latent when a child is on, more "
-                "so with more sparsity pressure", configs, _figures, _claims, analyse=analyse,
+                "so with more sparsity pressure", configs, _figures, _claims, analyse=analyse, stores=True,
                 analysis_work=lambda quick: sum(c.work(DATA.n_hidden) for c in sae_configs().values()))

@@ -23,6 +23,7 @@ results are figures): "near 1" is MMCS ≥ 0.95; "recovered" is cosine ≥ 0.9.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from ..analysis import represented
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ..figures.sae import counting_figure, mmcs_grid_figure, toy_recovery_figure
 from ..run import Run
-from ..sae import DictionaryConfig, SAEConfig, SourceConfig, build_source, evaluate_sae, train_sae
+from ..sae import DictionaryConfig, SAEConfig, SourceConfig, build_source, evaluate_sae, stored_or_trained
 from ..sae import metrics as sm
 from .base import ClaimResult, Recipe, fmt
 
@@ -124,8 +125,8 @@ class Result:
     toys: dict[str, ToyResult]
 
 
-def analyse_dictionary(config: SAEConfig) -> DictionaryResult:
-    sae = train_sae(config, compile="auto")
+def analyse_dictionary(config: SAEConfig, store: Path | None = None) -> DictionaryResult:
+    sae = stored_or_trained(config, store)
     source = build_source(config)
     scores = evaluate_sae(sae, source)
     g = config.source.dictionary.n_features
@@ -143,24 +144,28 @@ def analyse_dictionary(config: SAEConfig) -> DictionaryResult:
     return DictionaryResult(config, tuple(n / g for n in config.n_latents), mmcs, dead, loss, larger)
 
 
-def analyse_toy(run: Run, quick: bool) -> ToyResult:
+def analyse_toy(run: Run, quick: bool, store: Path | None = None) -> ToyResult:
     config = toy_config(run, quick)
     source = build_source(config, run)
     truth = run.W[0][represented(run.W)[0]]
-    sae = train_sae(config, run=run, source=source, compile="auto")
+    sae = stored_or_trained(config, store, run, source=source)
     scores = evaluate_sae(sae, source, features=truth)
     best = sm.max_cosine(truth, sae.decoder, sae.mask)[0].numpy()
     return ToyResult(best, truth.shape[0], scores.recovered[0], float(scores.loss_recovered[0]))
 
 
-def analyse(runs: dict[str, Run]) -> Result:
+def analyse(runs: dict[str, Run], store: Path | None = None) -> Result:
     """Everything the figures and claims read (the recipe's analysis stage, computed once): the SAEs
-    on the generated dictionaries and on the toy models' hidden layers (deterministic, so a report
-    built in a new process retrains the same SAEs)."""
+    on the generated dictionaries and on the toy models' hidden layers, kept under `store` (one SAE
+    run directory each) so that a rerun reads them back instead of training them again."""
     quick = _quick(runs)
-    return Result(analyse_dictionary(dictionary_config(quick)),
-                  analyse_dictionary(dictionary_config(quick, "correlated")),
-                  {name: analyse_toy(runs[name], quick) for name in TOYS})
+
+    def at(name: str) -> Path | None:
+        return None if store is None else store / name
+
+    return Result(analyse_dictionary(dictionary_config(quick), at("sae_independent")),
+                  analyse_dictionary(dictionary_config(quick, "correlated"), at("sae_correlated")),
+                  {name: analyse_toy(runs[name], quick, at(f"sae_{name}")) for name in TOYS})
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -292,4 +297,4 @@ def analysis_work(quick: bool) -> float:
 
 RECIPE = Recipe("sae-recovery", SECTION, "sparse autoencoders recover the true features of generated data and of "
                 "toy models (MMCS, feature counting, toy-model recovery)", configs, _figures, _claims,
-                analyse=analyse, analysis_work=analysis_work)
+                analyse=analyse, stores=True, analysis_work=analysis_work)

@@ -12,6 +12,7 @@ zero, values finite and decoder rows of unit norm when the config normalises the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -24,7 +25,8 @@ from ..atomic import atomic_write_bytes, atomic_write_json, temporary_beside
 from ..config import ConfigError
 from .config import SAEConfig
 from .model import TRAINED
-from .train import SAERun
+from .sources import Source
+from .train import SAERun, train_sae
 
 CONFIG, WEIGHTS, METRICS = "config.json", "weights.safetensors", "metrics.json"
 FORMAT = "superposition-sae"
@@ -48,6 +50,35 @@ def save_sae(sae: SAERun, path: str | os.PathLike[str]) -> Path:
                                       "loss_curve": sae.loss_curve, "final_loss": sae.final_loss,
                                       "train_seconds": sae.train_seconds, "extra": sae.extra})
     return out
+
+
+def stored_or_trained(config: SAEConfig, path: Path | None, run=None, *, source: Source | None = None,
+                      compile: bool | str = "auto") -> SAERun:
+    """The SAEs of `config`, trained once: read back from `path` when it holds a complete SAE run of
+    the same config (and, for SAEs on a toy model, of the same model weights), else trained
+    (`train_sae`) and saved there. `path` None: always train, save nothing."""
+    fingerprint = _weights_sha256(run) if run is not None else None
+    if path is not None and (path / METRICS).is_file():
+        try:
+            sae = load_sae(path)
+        except SAEDirError:
+            sae = None  # damaged: train again
+        if sae is not None and sae.config == config and sae.extra.get("source_sha256") == fingerprint:
+            return sae
+    sae = train_sae(config, run, compile=compile, source=source)
+    if fingerprint is not None:
+        sae.extra["source_sha256"] = fingerprint
+    if path is not None:
+        save_sae(sae, path)
+    return sae
+
+
+def _weights_sha256(run) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(run.params):
+        digest.update(name.encode())
+        digest.update(run.params[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _json(path: Path) -> Any:
