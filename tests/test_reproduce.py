@@ -41,6 +41,19 @@ def test_a_second_run_reuses_finished_experiments(reproduction):
     assert again.rows == card.rows
 
 
+def test_only_adds_to_the_scorecard_instead_of_replacing_it(reproduction, tmp_path):
+    import shutil
+
+    out, card = reproduction
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    again = tiny_reproduction(copy, only=["basic"], report=False)  # registry order, intro and broken kept
+    assert [e.name for e in again.experiments] == ["intro", "basic", "broken"] and again.rows == card.rows
+    assert read_scorecard(copy).rows == card.rows
+    (copy / "scorecard.json").write_text("{damaged")
+    assert [e.name for e in tiny_reproduction(copy, only=["basic"], report=False).experiments] == ["basic"]
+
+
 def test_report_is_self_contained_with_sections_claims_figures_and_runs(reproduction):
     out, card = reproduction
     text = (out / "report.html").read_text()

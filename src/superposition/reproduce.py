@@ -41,6 +41,7 @@ from .scorecard import (
     SCORECARD_MD,
     ExperimentRecord,
     Scorecard,
+    ScorecardError,
     ScoreRow,
     error_row,
     read_scorecard,
@@ -89,6 +90,8 @@ def reproduce(out: str | os.PathLike[str], *, quick: bool = False, only: Sequenc
               report: bool = True, jobs: int | None = None,
               on_experiment: Callable[[ExperimentRecord], None] | None = None) -> Scorecard:
     """Run the selected recipes into ``out/NAME`` and return the scorecard (also written to `out`).
+    The experiments of an earlier reproduction of the same size in `out` that this call does not run
+    (`only`) stay in the scorecard.
 
     `jobs`: experiments run at once in worker processes (default: one per CPU core on a CPU, one
     on a GPU; 1 runs them in this process). `on_experiment` is called after each experiment (the
@@ -100,15 +103,16 @@ def reproduce(out: str | os.PathLike[str], *, quick: bool = False, only: Sequenc
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = _jobs(jobs, device)
     card = Scorecard(quick)
-    done: dict[str, tuple[ExperimentRecord, list[ScoreRow]]] = {}
+    done = _kept(out_dir, quick, names)
     bar = tqdm(total=len(names), desc="experiments", unit="exp", disable=not progress, dynamic_ncols=True)
     args = (quick, device, compile, progress and jobs == 1, overwrite)
     for name, record, rows in _results(names, out_dir, args, jobs):
         done[name] = (record, rows)
         bar.set_postfix_str(name)
         bar.update()
-        card.experiments = [done[n][0] for n in names if n in done]  # registry order, whatever finished first
-        card.rows = [row for n in names if n in done for row in done[n][1]]
+        order = [n for n in RECIPES if n in done]  # registry order, whatever finished first
+        card.experiments = [done[n][0] for n in order]
+        card.rows = [row for n in order for row in done[n][1]]
         write_scorecard(card, out_dir)
         if on_experiment is not None:
             on_experiment(record)
@@ -118,6 +122,20 @@ def reproduce(out: str | os.PathLike[str], *, quick: bool = False, only: Sequenc
 
         build_report(out_dir)
     return card
+
+
+def _kept(out_dir: Path, quick: bool, names: list[str]) -> dict[str, tuple[ExperimentRecord, list[ScoreRow]]]:
+    """The experiments of the scorecard already in `out_dir` (of the same size) that this call does
+    not rerun: `--only` adds to a reproduction's scorecard instead of replacing it. A damaged
+    scorecard keeps nothing (it is rewritten)."""
+    try:
+        old = read_scorecard(out_dir)
+    except ScorecardError:
+        return {}
+    if old is None or old.quick != quick:
+        return {}
+    return {e.name: (e, [r for r in old.rows if r.experiment == e.name])
+            for e in old.experiments if e.name in RECIPES and e.name not in names}
 
 
 def _jobs(jobs: int | None, device: str) -> int:
