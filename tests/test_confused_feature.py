@@ -63,3 +63,23 @@ def test_dense_equal_features_land_on_the_unit_circle_valley():
     assert abs(float(a.weights[best].norm()) - 1) < 0.05
     assert float(a.loss[best]) == pytest.approx(1 / 24, rel=cf.LOSS_TOLERANCE)
     assert math.isclose(a.confused_loss, 1 / 24, rel_tol=1e-4)
+
+
+def test_unconfused_claim_says_why_from_the_angle_profile():
+    """A profile lowest at 22.5°/67.5° and peaking at 45°, with the norm curving up there: the message
+    names the lowest angle and the saddle; a profile lowest at 45° gives no cause."""
+    angles = tuple(float(x) for x in range(0, 91, 15)) + (22.5, 67.5)
+    order = sorted(range(len(angles)), key=lambda i: angles[i])
+    angles = tuple(angles[i] for i in order)
+    bump = {0.0: 1.0, 15.0: 0.3, 22.5: 0.0, 30.0: 0.3, 45.0: 1.0, 60.0: 0.3, 67.5: 0.0, 75.0: 0.3, 90.0: 1.0}
+    profile = tuple(0.04163 + 3.6e-5 * bump[x] for x in angles)
+    a = replace(analysis_at([20.0, 70.0, 50.0], loss=0.041628), confused_loss=profile[angles.index(45.0)],
+                profile_angles=angles, profile_loss=profile, confused_norm_loss=(0.0417, 0.0417))
+    msg = cf.confused_claim(a).measured
+    assert "; cause: the loss does not select 45°" in msg
+    assert "lowest at 22.5° and 67.5° (0.041630)" in msg and "the highest point of the profile" in msg
+    assert "a saddle: a maximum along the angle, a minimum along ‖W‖" in msg
+    assert "spread" not in msg and "20°–70°" in msg
+    flat = replace(a, profile_loss=tuple(0.04167 - 1e-5 * (x == 45.0) for x in angles),
+                   confused_loss=0.04166)
+    assert "cause" not in cf.confused_claim(flat).measured

@@ -44,6 +44,12 @@ LOSS_TOLERANCE = 0.01
 """Relative distance from LINEAR_LOSS allowed for the trained models (they should sit on the flat valley)."""
 GRID = 256
 """Midpoints per axis of the exact-loss grid over [0, 1]² (relative quadrature error ~1/GRID² ≈ 2e-5)."""
+PROFILE_STEP = 2.5
+"""Degrees between the unit directions at which `angle_profile` reads the best-bias loss (0° to 90°)."""
+TIE = 1e-9
+"""Losses closer than this are counted as equal (the quadrature's rounding, far below its ~1e-6 error)."""
+NORM_STEP = 0.01
+"""Relative change of ‖W‖ at which the confused point's curvature along the norm is read."""
 
 
 def configs(quick: bool) -> dict[str, RunConfig]:
@@ -94,15 +100,37 @@ class ConfusedAnalysis:
     """``[model]``: exact loss of each trained model."""
     confused_loss: float
     """Exact loss of W = (1/√2, 1/√2) with its best biases."""
+    profile_angles: tuple[float, ...] = ()
+    """Angles (degrees, 0 to 90) of the unit directions of `angle_profile`."""
+    profile_loss: tuple[float, ...] = ()
+    """Exact loss of the unit W at each of `profile_angles` with its best biases: the landscape along the angle."""
+    confused_norm_loss: tuple[float, float] = (math.nan, math.nan)
+    """The confused direction's best-bias loss at ‖W‖ = 1 − NORM_STEP and 1 + NORM_STEP."""
+
+
+def unit_directions(degrees: Tensor, norm: float = 1.0) -> Tensor:
+    """W ``[inst, 2, 1]`` of the given norm at ``degrees [inst]`` from the first feature's axis."""
+    t = torch.deg2rad(degrees.double())
+    return norm * torch.stack([t.cos(), t.sin()], -1).unsqueeze(-1)
+
+
+def angle_profile(step: float = PROFILE_STEP) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Best-bias exact loss of unit W at angles 0, step, …, 90 degrees (one quadrant: swapping the
+    features mirrors it about 45°, flipping one sign gives the same loss). **Returns:** (angles, losses)."""
+    degrees = torch.arange(0.0, 90.0 + step / 2, step, dtype=torch.float64)
+    return tuple(degrees.tolist()), tuple(best_bias_loss(unit_directions(degrees)).tolist())
 
 
 def analyse(runs: dict[str, Run]) -> ConfusedAnalysis:
     run = runs[RUN]
     W, b = run.W.detach().double(), run.b.detach().double()
     w = W[..., 0]
-    confused = torch.full((1, 2, 1), CONFUSED, dtype=torch.float64)
+    confused = unit_directions(torch.tensor([45.0, 45.0, 45.0]), 1.0) * torch.tensor(
+        [1.0, 1 - NORM_STEP, 1 + NORM_STEP], dtype=torch.float64).view(3, 1, 1)
+    at_confused = best_bias_loss(confused).tolist()
+    angles, losses = angle_profile()
     return ConfusedAnalysis(w, torch.rad2deg(torch.atan2(w[:, 1].abs(), w[:, 0].abs())), w[:, 0] * w[:, 1] > 0,
-                            dense_loss(W, b), float(best_bias_loss(confused)[0]))
+                            dense_loss(W, b), at_confused[0], angles, losses, (at_confused[1], at_confused[2]))
 
 
 def is_confused(a: ConfusedAnalysis) -> Tensor:
@@ -119,8 +147,37 @@ def confused_claim(a: ConfusedAnalysis) -> ClaimResult:
                        f"|W₁|, |W₂| within ±{WEIGHT_TOLERANCE} of 1/√2, same sign, in ≥ {MAJORITY} of "
                        f"{len(a.angle)} models (angle atan|W₂/W₁| = 45°)",
                        f"{hits}/{len(a.angle)} confused; angles {angles}; exact loss of the confused "
-                       f"W = (1/√2, 1/√2) with best biases {a.confused_loss:.6f}, best trained {best:.6f}",
+                       f"W = (1/√2, 1/√2) with best biases {a.confused_loss:.6f}, best trained {best:.6f}"
+                       f"{_landscape_cause(a) if hits < MAJORITY else ''}",
                        hits >= MAJORITY)
+
+
+def _landscape_cause(a: ConfusedAnalysis) -> str:
+    """Why training does not sit at 45°, from the best-bias loss along the angle: said only when the
+    confused direction is not the profile's lowest point (then it is not what the loss selects)."""
+    if not a.profile_loss:
+        return ""
+    loss = torch.tensor(a.profile_loss)
+    angles = torch.tensor(a.profile_angles)
+    low, high = int(loss.argmin()), int(loss.argmax())
+    if a.confused_loss <= float(loss[low]) or float(angles[low]) == 45.0:
+        return ""
+    spread = float(loss[high] - loss[low])
+    rank = int((loss > a.confused_loss + TIE).sum())
+    place = ("the highest point of the profile" if rank == 0 else
+             f"above {len(loss) - rank - 1} of the other {len(loss) - 1} profile angles")
+    lo_deg = float(angles[low])
+    down, up = a.confused_norm_loss
+    i45 = int((angles - 45.0).abs().argmin())
+    peak = 0 < i45 < len(loss) - 1 and float(loss[i45]) > max(float(loss[i45 - 1]), float(loss[i45 + 1]))
+    saddle = (f"; the confused point is a saddle: a maximum along the angle, a minimum along ‖W‖ (‖W‖ ∓ "
+              f"{NORM_STEP:.0%}: {down:.6f}, {up:.6f})" if peak and min(down, up) > a.confused_loss else "")
+    return (f"; cause: the loss does not select 45°: with the best biases the exact loss of a unit W is "
+            f"lowest at {lo_deg:g}° and {90 - lo_deg:g}° ({float(loss[low]):.6f}), and 45° "
+            f"({a.confused_loss:.6f}) is {place}{saddle}; along the angle the loss varies by only "
+            f"{spread:.2g} ({spread / float(loss[high]):.2%}), and the trained models lie anywhere on it: "
+            f"{float(a.angle.min()):.0f}°–{float(a.angle.max()):.0f}° at losses "
+            f"{float(a.loss.min()):.6f}–{float(a.loss.max()):.6f}")
 
 
 def valley_claim(a: ConfusedAnalysis) -> ClaimResult:
