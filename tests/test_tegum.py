@@ -85,3 +85,31 @@ def test_seven_features_in_three_dimensions_form_the_pentagonal_bipyramid():
     factors = tegum_factors(run.W[0])
     assert sorted(f.shape for f in factors) == ["digon", "pentagon"], factors
     assert cross_factor_overlap(run.W[0], factors) < tegum.ORTHOGONAL
+
+
+def test_split_claim_says_when_the_trained_geometry_beats_the_construction():
+    """The cause names the sparsities where the model's own directions (re-optimised) lose less than
+    the paper's product, with the spread of an 'other' factor; none when the construction is lower."""
+    square_pyramid = rotated(tegum_product([digon(), digon(), torch.ones(1, 1, dtype=torch.float64)]), seed=2)
+    seven = rotated(torch.randn(7, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64), seed=5)
+    seven = seven / seven.norm(dim=-1, keepdim=True)
+    assert [f.shape for f in tegum_factors(seven)] == ["other"]
+    a = analysis_of({"triangular": [square_pyramid, square_pyramid], "pentagonal": [seven]})
+    tri = replace(a.results["triangular"], construction_loss=torch.tensor([0.0122, 0.00555], dtype=torch.float64),
+                  direction_loss=torch.tensor([0.0118, 0.0056], dtype=torch.float64))
+    pent = replace(a.results["pentagonal"], construction_loss=torch.tensor([0.00139], dtype=torch.float64),
+                   direction_loss=torch.tensor([0.00131], dtype=torch.float64), smallest_angle=(75.1,),
+                   construction_smallest_angle=72.0)
+    b = replace(a, results={"triangular": tri, "pentagonal": pent})
+    msg = tegum.split_claim("triangular", b).measured
+    assert "; cause: where the best model is not the triangle ⊕ digon, its own geometry loses less" in msg
+    assert "at 1 of those 2 sparsities (1 − S = 0.3: 0.0118 vs 0.0122 (-3.3%))" in msg
+    msg = tegum.split_claim("pentagonal", b).measured
+    assert "its 'other' factor of 7 features" in msg and "75.1°, the construction's 72.0°" in msg
+    worse = replace(b, results={**b.results, "triangular": replace(tri, direction_loss=tri.construction_loss + 1e-4)})
+    assert "cause" not in tegum.split_claim("triangular", worse).measured
+
+
+def test_smallest_angle_of_the_pentagonal_bipyramid_is_the_pentagon_edge():
+    assert tegum.smallest_angle(tegum_product([polygon(5), digon()])) == pytest.approx(72.0)
+    assert math.isnan(tegum.smallest_angle(torch.eye(3, dtype=torch.float64)[:1]))
