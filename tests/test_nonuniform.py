@@ -87,6 +87,29 @@ def test_snap_claim_outside_the_papers_place_is_not_held_and_says_why():
     assert not claim.held and "5.66× sparser" in claim.measured and "not the paper's" in claim.measured
 
 
+def test_snap_claim_says_what_breaks_the_order_when_other_solutions_win_at_the_dense_end():
+    """Digons, then pentagons, then a third solution (the varied feature kept in a digon, another feature
+    stacked weakly on one): the cause gives the snap without it and the third one's geometry and loss."""
+    families = [DIGON, DIGON, PENTAGON, PENTAGON, PENTAGON, OTHER, OTHER]
+    ratio, W, _ = snap_inputs(families)
+    stacked = at_angles([0, 90, 270, 90, 180], [1, 1, 1, 0.35, 1])
+    assert nonuniform.classify(stacked) == OTHER
+    W[5:] = stacked
+    loss = torch.tensor([1.0, 1.5, 2.0, 2.5, 3.0, 3.4, 3.9]) * 1e-3
+    pent = torch.tensor([math.nan, math.nan, 2.0, 2.5, 3.0, 3.5, 4.0]) * 1e-3
+    claim = nonuniform.snap_claim(ratio, W, torch.tensor(families), loss=loss, pentagon=pent)
+    assert not claim.held
+    assert "; cause: leaving out the 'other' densities, the families snap once" in claim.measured
+    assert "≈ 2.83× sparser, inside 2–3×" in claim.measured
+    assert "the best restart at 2 densities" in claim.measured
+    assert ("x = 4: 2 antipodal pairs of represented features, the varied feature kept (‖W_v‖ 1.00), feature 3 "
+            "(‖W‖ 0.35) stacked on feature 1 (cos 1.00); loss 0.003400 vs the best pentagon's 0.003500 (-2.9%)"
+            in claim.measured)
+    assert "cause" not in nonuniform.snap_claim(ratio, W, torch.tensor(families)).measured  # no losses given
+    back_and_forth = torch.tensor([DIGON, PENTAGON, DIGON, PENTAGON, PENTAGON, OTHER, OTHER])
+    assert "cause" not in nonuniform.snap_claim(ratio, W, back_and_forth, loss=loss, pentagon=pent).measured
+
+
 def stretched_pentagons(biases):
     """Regular pentagons whose features have norm sqrt(1 − b_i) (longer where the bias is more negative)."""
     b = torch.tensor(biases, dtype=torch.float32)

@@ -244,8 +244,64 @@ def room_claim(ratio: Tensor, W: Tensor, family: Tensor, varied: int = VARIED) -
                        f"relative density: angle {{{measured or 'no pentagon'}}}", held)
 
 
-def snap_claim(ratio: Tensor, W: Tensor, family: Tensor, varied: int = VARIED) -> ClaimResult:
-    """Claim 2 on the best-of-N solutions ``W [x, feat, 2]`` with their ``family [x]`` (ascending x)."""
+STACKED_COS = 0.9
+"""Two features at cos above this share a direction (one stacked on the other)."""
+
+
+def describe_other(W: Tensor, varied: int = VARIED) -> str:
+    """A 2-d model of neither family, in words: its antipodal pairs of represented features, whether the
+    varied feature is kept, and any feature stacked on another (same direction). **Arguments:** ``W [feat, 2]``."""
+    norms = feature_norms(W)
+    u = unit_directions(W)
+    cos = u @ u.T
+    on = norms > REPRESENTED_THRESHOLD
+    n = W.shape[0]
+    pairs = sum(int(on[i] and on[j] and cos[i, j] < ANTIPODAL_COS) for i in range(n) for j in range(i + 1, n))
+    parts = [f"{pairs} antipodal pair{'s' if pairs != 1 else ''} of represented features",
+             f"the varied feature {'kept' if on[varied] else 'dropped'} (‖W_v‖ {float(norms[varied]):.2f})"]
+    for i in range(n):
+        if norms[i] <= DROPPED:
+            continue
+        j = max((k for k in range(n) if k != i and norms[k] > norms[i]), key=lambda k: float(cos[i, k]), default=None)
+        if j is not None and float(cos[i, j]) > STACKED_COS:
+            parts.append(f"feature {i} (‖W‖ {float(norms[i]):.2f}) stacked on feature {j} (cos {float(cos[i, j]):.2f})")
+    return ", ".join(parts)
+
+
+def _snap_cause(ratio: Tensor, W: Tensor, family: Tensor, loss: Tensor | None, pentagon: Tensor | None,
+                varied: int) -> str:
+    """Where 'other' solutions break the digon-then-pentagon order: the snap of the two families without
+    them, and at each such density what the best model is and its loss against the best pentagon's (on the
+    same evaluation events). Said only when, without the others, the families snap once."""
+    names = [FAMILIES[int(f)] for f in family]
+    odd = [k for k, name in enumerate(names) if name == "other"]
+    rest = [k for k in range(len(names)) if names[k] != "other"]
+    digons = sum(names[k] == "digon" for k in rest)
+    if loss is None or pentagon is None or not odd or not 0 < digons < len(rest):
+        return ""
+    if [names[k] for k in rest] != ["digon"] * digons + ["pentagon"] * (len(rest) - digons):
+        return ""
+    last, first = rest[digons - 1], rest[digons]
+    snap = 1.0 / math.sqrt(float(ratio[last] * ratio[first]))
+    inside = "inside" if SNAP_RANGE[0] <= snap <= SNAP_RANGE[1] else "outside"
+    lines = []
+    for k in odd:
+        line = f"x = {fmt(float(ratio[k]))}: {describe_other(W[k], varied)}; loss {float(loss[k]):.6f}"
+        if not math.isnan(float(pentagon[k])):
+            line += (f" vs the best pentagon's {float(pentagon[k]):.6f} "
+                     f"({100 * (float(loss[k]) / float(pentagon[k]) - 1):+.1f}%)")
+        lines.append(line)
+    return (f"; cause: leaving out the 'other' densities, the families snap once (digon up to x = "
+            f"{fmt(float(ratio[last]))}, pentagon from {fmt(float(ratio[first]))}: ≈ {snap:.2f}× sparser, {inside} "
+            f"{SNAP_RANGE[0]:g}–{SNAP_RANGE[1]:g}×); what breaks the order is a third solution, the best restart at "
+            f"{len(odd)} densit{'ies' if len(odd) != 1 else 'y'} (losses on the same evaluation events): "
+            f"{'; '.join(lines)}")
+
+
+def snap_claim(ratio: Tensor, W: Tensor, family: Tensor, varied: int = VARIED, loss: Tensor | None = None,
+               pentagon: Tensor | None = None) -> ClaimResult:
+    """Claim 2 on the best-of-N solutions ``W [x, feat, 2]`` with their ``family [x]`` (ascending x); with
+    their ``loss [x]`` and the best pentagon's ``pentagon [x]``, a cause where other solutions intervene."""
     names = [FAMILIES[int(f)] for f in family]
     digons = int((family == DIGON).sum())
     single = digons > 0 and names == ["digon"] * digons + ["pentagon"] * (len(names) - digons) and digons < len(names)
@@ -260,6 +316,7 @@ def snap_claim(ratio: Tensor, W: Tensor, family: Tensor, varied: int = VARIED) -
     else:
         measured = "best families along x: " + ", ".join(f"{fmt(float(x))}: {name}" for x, name in zip(ratio, names,
                                                                                                     strict=True))
+        measured += _snap_cause(ratio, W, family, loss, pentagon, varied)
     return ClaimResult(SECTION, "Made sparse enough, the varied feature is dropped: the pentagon snaps to two digons",
                        f"best-of-N: two digons with ‖W_v‖ < {DROPPED} below one snap and a pentagon above it, the "
                        f"snap at {SNAP_RANGE[0]:g}–{SNAP_RANGE[1]:g}× sparser than the others (paper: \"about 2.5x "
@@ -343,7 +400,9 @@ def analyse(runs: dict[str, Run]) -> Analysis:
 
 def _claims(a: Analysis) -> list[ClaimResult]:
     s = a.sweep
-    return [room_claim(s.ratio, s.best_W, s.best_family), snap_claim(s.ratio, s.best_W, s.best_family),
+    best_loss = s.loss[torch.arange(len(s.ratio)), s.best]
+    return [room_claim(s.ratio, s.best_W, s.best_family),
+            snap_claim(s.ratio, s.best_W, s.best_family, loss=best_loss, pentagon=a.pentagon),
             crossing_claim(s.ratio, a.pentagon, a.digon), norms_claim(s.best_W, s.best_b, s.best_family)]
 
 
