@@ -130,6 +130,29 @@ def test_norms_claim_holds_when_longer_features_have_more_negative_biases():
     assert nonuniform.rank_correlation(torch.tensor([1.0, 2, 3]), torch.tensor([3.0, 2, 1])) == pytest.approx(-1)
 
 
+def test_norms_claim_says_when_only_the_varied_feature_follows_its_bias():
+    """The varied feature's norm tied to its bias, the others' norms falling with x at unrelated biases:
+    the cause names the two relations and the feature at ‖W_i‖ ≤ 1."""
+    ratio = torch.tensor([0.5, 1.0, 2.0, 4.0])
+    bv = torch.tensor([-0.3, -0.2, -0.1, -0.001])
+    others_b = torch.tensor([[-0.20, -0.21, -0.19, -0.22], [-0.22, -0.19, -0.21, -0.20],
+                             [-0.19, -0.22, -0.20, -0.21], [-0.21, -0.20, -0.22, -0.19]])
+    b = torch.cat([bv[:, None], others_b], 1)
+    others_n = torch.tensor([1.10, 1.09, 1.07, 1.05])[:, None] + torch.tensor([0.0, 0.002, 0.004, 0.001])
+    norms = torch.cat([torch.tensor([[1.12], [1.10], [1.06], [0.984]]), others_n], 1)
+    W = torch.stack([pentagon(72)] * 4) * norms[..., None]
+    fam = torch.full((4,), PENTAGON)
+    claim = nonuniform.norms_claim(W, b, fam, ratio)
+    assert not claim.held
+    assert "; cause: the pooled ranks mix two relations: the varied feature's norm follows its bias" in claim.measured
+    assert "(ρ 1)" in claim.measured and "their norms fall as the varied feature gets denser" in claim.measured
+    assert "‖W_i‖ ≤ 1: x = 4 feature 0 (‖W_i‖ 0.984, b_i -0.001)" in claim.measured
+    assert "cause" not in nonuniform.norms_claim(W, b, fam).measured  # no densities given
+    rows = [stretched_pentagons([-0.1 * (k + 1), -0.1, -0.12, -0.15, -0.1]) for k in range(4)]
+    tied = nonuniform.norms_claim(torch.stack([w for w, _ in rows]), torch.stack([v for _, v in rows]), fam, ratio)
+    assert tied.held and "cause" not in tied.measured
+
+
 def test_crossing_claim_and_interpolation():
     x = RATIO
     pent = 1.0 + 0.1 * x.log()  # grows slowly with log density

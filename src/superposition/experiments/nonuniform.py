@@ -353,8 +353,38 @@ def rank_correlation(a: Tensor, b: Tensor) -> float:
     return float(ra @ rb) / denominator if denominator > 0 else math.nan
 
 
-def norms_claim(W: Tensor, b: Tensor, family: Tensor) -> ClaimResult:
-    """Claim 4 on the best-of-N solutions ``W [x, feat, 2]``, ``b [x, feat]`` with their ``family [x]``."""
+def _norms_cause(W: Tensor, b: Tensor, ratio: Tensor, varied: int) -> str:
+    """Why the pooled rank correlation is low, on the pentagons ``W [k, feat, 2]``, ``b [k, feat]`` at ``ratio [k]``:
+    said only when the varied feature's norm follows its bias across them (ρ ≥ `NORM_BIAS_RANK`) and
+    the other features' do not."""
+    norms = feature_norms(W)
+    others = torch.ones(W.shape[-2], dtype=torch.bool)
+    others[varied] = False
+    rho_v = rank_correlation(norms[:, varied], -b[:, varied])
+    on, ob = norms[:, others], b[:, others]
+    rho_o = rank_correlation(on.flatten(), -ob.flatten())
+    if math.isnan(rho_v) or math.isnan(rho_o) or rho_v < NORM_BIAS_RANK or rho_o >= NORM_BIAS_RANK:
+        return ""
+    x = ratio[:, None].expand_as(on).flatten()
+    spread = on.max(-1).values - on.min(-1).values
+    low = [(float(ratio[k]), i, float(norms[k, i]), float(b[k, i]))
+           for k, i in (norms <= NORM_MIN).nonzero().tolist()]
+    below = "; ‖W_i‖ ≤ 1: " + ", ".join(f"x = {fmt(r)} feature {i} (‖W_i‖ {v:.3f}, b_i {fmt(c)})"
+                                        for r, i, v, c in low) if low else ""
+    rho_nx, rho_bx = rank_correlation(on.flatten(), x), rank_correlation(-ob.flatten(), x)
+    with_x = (f"their norms {'fall' if rho_nx < 0 else 'rise'} as the varied feature gets denser (ρ(‖W_i‖, x) "
+              f"{fmt(rho_nx)}) where their biases do not follow (ρ(−b_i, x) {fmt(rho_bx)}), and "
+              if abs(rho_nx) >= 0.5 and abs(rho_bx) < abs(rho_nx) else "")
+    return (f"; cause: the pooled ranks mix two relations: the varied feature's norm follows its bias across "
+            f"the pentagons (ρ {fmt(rho_v)}), the {int(others.sum())} others' do not (ρ {fmt(rho_o)}): {with_x}"
+            f"within a pentagon their norms differ by only {float(spread.min()):.4f}–{float(spread.max()):.4f}"
+            f"{below}")
+
+
+def norms_claim(W: Tensor, b: Tensor, family: Tensor, ratio: Tensor | None = None,
+                varied: int = VARIED) -> ClaimResult:
+    """Claim 4 on the best-of-N solutions ``W [x, feat, 2]``, ``b [x, feat]`` with their ``family [x]``; with
+    the relative densities ``ratio [x]``, a cause when not held."""
     pent = family == PENTAGON
     norms, bias = feature_norms(W[pent]).flatten(), b[pent].flatten()
     rho = rank_correlation(norms, -bias)
@@ -366,6 +396,8 @@ def norms_claim(W: Tensor, b: Tensor, family: Tensor) -> ClaimResult:
                 f"b_i {fmt(float(bias.min()))}–{fmt(float(bias.max()))}, rank correlation of ‖W_i‖ with −b_i "
                 f"{fmt(rho)} pooled (within each pentagon: {', '.join(fmt(r) for r in each)})"
                 ) if pent.any() else "no pentagon"
+    if not held and ratio is not None and int(pent.sum()) >= 3:
+        measured += _norms_cause(W[pent], b[pent], ratio[pent], varied)
     return ClaimResult(SECTION, "The pentagon's features lie off the unit circle, their norms tied to the negative "
                        "biases", f"every feature of every best-of-N pentagon: ‖W_i‖ > {NORM_MIN:g} and b_i < 0; "
                        f"pooled, Spearman ρ(‖W_i‖, −b_i) ≥ {NORM_BIAS_RANK:g} (criterion fixed in advance)",
@@ -403,7 +435,7 @@ def _claims(a: Analysis) -> list[ClaimResult]:
     best_loss = s.loss[torch.arange(len(s.ratio)), s.best]
     return [room_claim(s.ratio, s.best_W, s.best_family),
             snap_claim(s.ratio, s.best_W, s.best_family, loss=best_loss, pentagon=a.pentagon),
-            crossing_claim(s.ratio, a.pentagon, a.digon), norms_claim(s.best_W, s.best_b, s.best_family)]
+            crossing_claim(s.ratio, a.pentagon, a.digon), norms_claim(s.best_W, s.best_b, s.best_family, s.ratio)]
 
 
 def family_solutions(s: Sweep, rows: tuple[int, ...] = (PENTAGON, DIGON), varied: int = VARIED) -> Tensor:
