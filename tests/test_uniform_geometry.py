@@ -186,3 +186,29 @@ def test_recipes_write_figures_and_share_runs(tmp_path):
     assert {"geometry_dimensionality.png", "geometry_histogram.png", "geometry_counts.png",
             "geometry_graphs.png"} <= {p.name for p in tmp_path.glob("*.png")}
     assert len(second.claims) == 3
+
+
+def test_peaks_claim_says_when_other_factors_swamp_the_polytopes_lines():
+    """Many crowded 'other' models (15 random directions in 6 dimensions, D_i spread around 0.4) and one
+    pentagon model: the pooled D_i miss 2/5, the polytopes' own D_i peak there; the cause counts the
+    features and names the polytopes found nowhere."""
+    crowded = torch.randn(24, N, M, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    crowded = crowded / crowded.norm(dim=-1, keepdim=True)
+    crowded[:, 15:] = 0
+    W = torch.cat([many_models(polygon(5), polygon(5), DIGON, DIGON, count=1), crowded])
+    factors = [tegum_factors(w) for w in W]
+    assert all(len(f) == 1 and f[0].shape == "other" for f in factors[1:])
+    ps = [1 / (k + 2) for k in range(W.shape[0])]
+    c = geometry.composition(factors, ps)
+    assert c.features["pentagon"] == 10 and c.one_factor_from == pytest.approx(3.0)
+    claim = geometry.peaks_claim(geometry.pooled_peaks(W), geometry.peak_counts(W), W.shape[0], c)
+    msg = claim.measured
+    assert not claim.held and "2/5: 33 vs 44/14 (no peak)" in msg
+    assert "; cause: few features form the polytopes: of the 374 represented D_i pooled, 360 (96%)" in msg
+    assert "(from 1/(1 − S) = 3 on, each model's represented features form one connected 'other' factor)" in msg
+    assert "counted alone, the polytopes' D_i do peak at 1/2 (4 vs 0/0), 2/5 (10 vs 0/0)" in msg
+    assert "no tetrahedron or triangle or square antiprism at any sparsity" in msg
+    assert "cause" not in geometry.peaks_claim(geometry.pooled_peaks(W), geometry.peak_counts(W), W.shape[0]).measured
+    alone = geometry.composition(factors[:1], ps[:1])  # polytopes only: no 'other' to blame
+    assert "cause" not in geometry.peaks_claim(geometry.pooled_peaks(W[:1]), geometry.peak_counts(W[:1]), 1,
+                                               alone).measured

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from ..analysis import feature_dimensionality, represented
@@ -70,6 +71,43 @@ def _graph_instances(factors: Sequence[Sequence[TegumFactor]], limit: int = GRAP
     return [found[round(i * (len(found) - 1) / (limit - 1))] for i in range(limit)]
 
 
+FRACTION_SHAPES = {"1/2": ("digon",), "3/4": ("tetrahedron",), "2/3": ("triangle",), "2/5": ("pentagon",),
+                   "3/8": ("square antiprism", "cube")}
+"""The polytopes whose features sit at each fraction (the cube and the square antiprism both give 3/8)."""
+
+
+@dataclass(frozen=True)
+class Composition:
+    """Where the pooled D_i come from: recognised polytopes or 'other' factors."""
+
+    features: dict[str, int]
+    """Represented features per factor shape, over the whole sweep."""
+    other_peaks: tuple[Peak, ...]
+    """The D_i of the features in 'other' factors, counted around each fraction."""
+    polytope_peaks: tuple[Peak, ...]
+    """The D_i of the features in recognised polytopes (not 'other', not 'single'), counted the same way."""
+    one_factor_from: float | None
+    """1/(1 − S) from which on every model's represented features form one 'other' factor (None if the
+    sparsest model's do not)."""
+
+
+def composition(factors: Sequence[Sequence[TegumFactor]], ps: Sequence[float]) -> Composition:
+    """`Composition` of the sweep's factors (one tuple per model, densest first, at 1 − S = ``ps``)."""
+    D, shapes = dimensionality_by_shape(factors)
+    counts: dict[str, int] = {}
+    for shape in shapes:
+        counts[shape] = counts.get(shape, 0) + 1
+    other = [d for d, shape in zip(D, shapes, strict=True) if shape == OTHER]
+    polytope = [d for d, shape in zip(D, shapes, strict=True) if shape not in (OTHER, "single")]
+    whole = [len(model) == 1 and model[0].shape == OTHER for model in factors]
+    start = len(whole)
+    while start > 0 and whole[start - 1]:
+        start -= 1
+    return Composition(counts, dimensionality_peaks(torch.tensor(other), FRACTIONS, PEAK_WIDTH),
+                       dimensionality_peaks(torch.tensor(polytope), FRACTIONS, PEAK_WIDTH),
+                       1 / ps[start] if start < len(whole) else None)
+
+
 @dataclass(frozen=True)
 class Analysis:
     """The uniform models' tegum factors and their dimensionalities, read once."""
@@ -83,11 +121,14 @@ class Analysis:
     """The D_i of every represented feature of every model, counted around each fraction (`pooled_peaks`)."""
     per_level: dict[str, int]
     """For each fraction, at how many sparsities that model's own D_i peak there (`peak_counts`)."""
+    composition: Composition | None = None
+    """Where the pooled D_i come from (`composition`)."""
 
 
 def analyse(runs: dict[str, Run]) -> Analysis:
     run = runs[RUN]
-    return Analysis(run.W, probabilities(run), factors_of(run), pooled_peaks(run.W), peak_counts(run.W))
+    ps, factors = probabilities(run), factors_of(run)
+    return Analysis(run.W, ps, factors, pooled_peaks(run.W), peak_counts(run.W), composition(factors, ps))
 
 
 def _figures(a: Analysis) -> dict[str, object]:
@@ -136,8 +177,43 @@ def pooled_peaks(W: Tensor) -> tuple[Peak, ...]:
     return dimensionality_peaks(D[on], FRACTIONS, PEAK_WIDTH)
 
 
-def peaks_claim(pooled: Sequence[Peak], per_level: dict[str, int], levels: int) -> ClaimResult:
-    """Across the sweep the D_i lie on lines at 1/2, 3/4, 2/3, 2/5 and 3/8: the pooled D_i peak at each."""
+def _peak_text(p: Peak) -> str:
+    return f"{p.count} vs {p.left}/{p.right}"
+
+
+def _peaks_cause(c: Composition, missing: Sequence[str]) -> str:
+    """Why the pooled D_i do not peak at the `missing` fractions: said only when most represented
+    features lie in 'other' factors whose D_i do not peak there, while the polytopes' own D_i peak at
+    every missing fraction they reach (or none reaches it)."""
+    total = sum(c.features.values())
+    others = c.features.get(OTHER, 0)
+    other = {p.name: p for p in c.other_peaks}
+    poly = {p.name: p for p in c.polytope_peaks}
+    if not missing or total == 0 or others * 2 <= total:
+        return ""
+    if any(other[name].is_peak(PEAK_PROMINENCE, PEAK_MIN_COUNT) for name in missing):
+        return ""
+    reached = [name for name in missing if any(c.features.get(s, 0) for s in FRACTION_SHAPES[name])]
+    if not all(poly[name].is_peak(PEAK_PROMINENCE, PEAK_MIN_COUNT) for name in reached):
+        return ""
+    held_by = ", ".join(f"{shape} {c.features.get(shape, 0)}" for name in FRACTIONS for shape in FRACTION_SHAPES[name]
+                        if c.features.get(shape, 0) or shape != "cube")
+    whole = (f" (from 1/(1 − S) = {fmt(c.one_factor_from)} on, each model's represented features form one "
+             f"connected 'other' factor)" if c.one_factor_from is not None else "")
+    alone = ", ".join(f"{name} ({_peak_text(poly[name])})" for name in reached)
+    none = [name for name in missing if name not in reached]
+    return (f"; cause: few features form the polytopes: of the {total} represented D_i pooled, {others} "
+            f"({100 * others / total:.0f}%) lie in 'other' factors, whose D_i do not peak at "
+            f"{', '.join(f'{name} ({_peak_text(other[name])})' for name in missing)}{whole}; features per polytope: "
+            f"{held_by}"
+            + (f"; counted alone, the polytopes' D_i do peak at {alone}" if reached else "")
+            + (f"; no {' or '.join(FRACTION_SHAPES[name][0] for name in none)} at any sparsity" if none else ""))
+
+
+def peaks_claim(pooled: Sequence[Peak], per_level: dict[str, int], levels: int,
+                composition: Composition | None = None) -> ClaimResult:
+    """Across the sweep the D_i lie on lines at 1/2, 3/4, 2/3, 2/5 and 3/8: the pooled D_i peak at each;
+    with the sweep's `Composition`, a cause when they do not."""
     found = {peak.name: peak.is_peak(PEAK_PROMINENCE, PEAK_MIN_COUNT) for peak in pooled}
     held = all(found.values())
     counts = ", ".join(f"{p.name}: {p.count} vs {p.left}/{p.right}{'' if found[p.name] else ' (no peak)'}"
@@ -148,7 +224,9 @@ def peaks_claim(pooled: Sequence[Peak], per_level: dict[str, int], levels: int) 
                        f"1/2, {', '.join(OTHER_FRACTIONS)} (≥ {PEAK_MIN_COUNT} D_i within ±{PEAK_WIDTH}, "
                        f"> {PEAK_PROMINENCE:g}× either neighbouring window)",
                        f"D_i in the window vs the neighbouring ones: {counts}; sparsities whose own histogram peaks "
-                       f"there: {levels_shown}", held)
+                       f"there: {levels_shown}"
+                       f"{_peaks_cause(composition, [n for n, ok in found.items() if not ok]) if composition else ''}",
+                       held)
 
 
 def efficient(factors: Sequence[TegumFactor]) -> bool:
@@ -181,7 +259,7 @@ def shapes_claim(factors: Sequence[Sequence[TegumFactor]]) -> ClaimResult:
 
 
 def _claims(a: Analysis) -> list[ClaimResult]:
-    return [peaks_claim(a.pooled, a.per_level, a.W.shape[0]), sum_claim(a.W, a.factors, a.probabilities),
+    return [peaks_claim(a.pooled, a.per_level, a.W.shape[0], a.composition), sum_claim(a.W, a.factors, a.probabilities),
             shapes_claim(a.factors)]
 
 
