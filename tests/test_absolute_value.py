@@ -122,6 +122,39 @@ def test_construction_claim_says_both():
     assert not av.construction_claim(measured(W, ps)).held  # no loss known
 
 
+def test_construction_claim_says_why_training_stalled():
+    importance = 0.8 ** torch.arange(12.0)
+    built = float(sp.analysis.neurons.sign_pair_loss(importance, 8, 1.0))
+    doubled = torch.zeros(12, 8)  # features 0 and 1 each on two neurons per sign; 2 and 3 without any
+    for j in range(8):
+        doubled[j // 4, j] = 1.0 if j % 2 == 0 else -1.0
+    missing = float(importance[2:4].sum()) * (1 / 3 - 1 / 4) / 12
+    flat, falling = [[1.0] * 40, [1.0] * 40], [[1.0] * 30 + [0.9] * 10, [1.0] * 40]
+    W, ps, imp = torch.stack([doubled, mixed()]), [1.0, 0.1], torch.stack([importance] * 2)
+
+    def claim(curve):
+        return av.construction_claim(measured(W, ps, loss=[built + missing, 1.0], loss_se=[built * 0.01, 0.1],
+                                              importance=imp, loss_curve=curve))
+
+    stalled = claim(flat)
+    assert not stalled.held
+    assert stalled.measured.endswith(
+        "4 of 8 neurons repeat another's (feature, sign), at most 4 on one feature; cause: training stalled with its "
+        "8 neurons on 2 features (0–1), 4 of them repeats, where the construction gives the 4 most important one "
+        f"neuron per sign: those left without a neuron cost {sp.experiments.base.fmt(missing)} at their best "
+        "constant, 100% of the gap to the construction; the training loss fell 0.00% over the second half of training")
+    assert "cause" not in claim(falling).measured  # still learning: not stalled
+    assert "cause" not in claim(None).measured  # no curve, no cause
+    assert "cause" not in av.construction_claim(measured(torch.stack([sign_pairs(12, 8), mixed()]), ps,
+                                                         loss=[built * 1.1, 1.0], loss_se=[built * 0.01, 0.1],
+                                                         importance=imp, loss_curve=flat)).measured  # no repeats
+
+
+def test_late_fall():
+    assert av.late_fall([[2.0] * 15 + [1.0] * 10 + [0.25] * 15]) == pytest.approx((0.75,))  # middle 1, end 0.25
+    assert av.late_fall([[1.0] * 19]) is None
+
+
 def test_configs_and_registry():
     full, quick = av.configs(False), av.configs(True)
     assert set(full) == set(quick) == {"abs_3_6", "abs_sweep"}
