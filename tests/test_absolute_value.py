@@ -73,6 +73,19 @@ def test_importance_claim_says_both():
     assert not av.importance_claim(measured(torch.stack([sign_pairs(12, 8)] * 2), ps)).held  # never both kinds
 
 
+def test_importance_claim_says_when_the_failing_models_had_not_settled():
+    ps = [1.0, 0.1]
+    late = importance_sweep()[torch.arange(39, -1, -1)]  # monosemantic neurons on the least important features
+    W = torch.stack([sign_pairs(40, 40), late])
+    falling = [[1.0] * 40, [2.0] * 15 + [1.0] * 10 + [0.25] * 15]
+    claim = av.importance_claim(measured(W, ps, loss_curve=falling))
+    assert not claim.held
+    assert claim.measured.endswith("; cause: not settled: over the second half of training the loss still fell 75% "
+                                   "at 1 − S = 0.1")
+    assert "cause" not in av.importance_claim(measured(W, ps, loss_curve=[[1.0] * 40] * 2)).measured  # settled
+    assert "cause" not in av.importance_claim(measured(W, ps)).measured  # no curve
+
+
 def test_importance_claim_needs_significance_not_just_a_majority():
     """Two monosemantic neurons on features 0 and 20, 34 polysemantic ones on features 4..37: the
     monosemantic feature is the more important in most pairs (share 0.757), yet not significantly so."""
@@ -148,6 +161,27 @@ def test_construction_claim_says_why_training_stalled():
     assert "cause" not in av.construction_claim(measured(torch.stack([sign_pairs(12, 8), mixed()]), ps,
                                                          loss=[built * 1.1, 1.0], loss_se=[built * 0.01, 0.1],
                                                          importance=imp, loss_curve=flat)).measured  # no repeats
+
+
+def test_few_claim_says_when_the_model_had_not_settled():
+    importance = 0.8 ** torch.arange(12.0)
+    built = float(sp.analysis.neurons.sign_pair_loss(importance, 8, 0.03))
+    W, ps, imp = torch.stack([sign_pairs(12, 8), mixed()]), [1.0, 0.03], torch.stack([importance] * 2)
+    falling = [[1.0] * 40, [2.0] * 15 + [1.0] * 10 + [0.25] * 15]
+
+    def claim(loss, curve):
+        return av.few_claim(measured(W, ps, loss=[1.0, loss], loss_se=[0.1, built * 0.01], importance=imp,
+                                     loss_curve=curve))
+
+    fmt = sp.experiments.base.fmt
+    unsettled = claim(built * 1.01, falling)
+    assert not unsettled.held
+    assert unsettled.measured.endswith(
+        "4 of 8 live neurons polysemantic (50%); cause: not settled: the training loss still fell 75% over the second "
+        "half of training, and the polysemantic neurons buy no loss yet: the all-monosemantic sign-pair "
+        f"construction's exact loss is {fmt(built)}, trained {fmt(built * 1.01)} ± {fmt(built * 0.01)}")
+    assert claim(built * 0.5, falling).measured.endswith("over the second half of training")  # they do buy loss
+    assert "cause" not in claim(built, [[1.0] * 40] * 2).measured  # settled: no cause
 
 
 def test_late_fall():
