@@ -73,6 +73,19 @@ def test_importance_claim_says_both():
     assert not av.importance_claim(measured(torch.stack([sign_pairs(12, 8)] * 2), ps)).held  # never both kinds
 
 
+def test_importance_claim_says_when_the_failing_models_had_not_settled():
+    ps = [1.0, 0.1]
+    late = importance_sweep()[torch.arange(39, -1, -1)]  # monosemantic neurons on the least important features
+    W = torch.stack([sign_pairs(40, 40), late])
+    falling = [[1.0] * 40, [2.0] * 15 + [1.0] * 10 + [0.25] * 15]
+    claim = av.importance_claim(measured(W, ps, loss_curve=falling))
+    assert not claim.held
+    assert claim.measured.endswith("; cause: not settled: over the second half of training the loss still fell 75% "
+                                   "at 1 − S = 0.1")
+    assert "cause" not in av.importance_claim(measured(W, ps, loss_curve=[[1.0] * 40] * 2)).measured  # settled
+    assert "cause" not in av.importance_claim(measured(W, ps)).measured  # no curve
+
+
 def test_importance_claim_needs_significance_not_just_a_majority():
     """Two monosemantic neurons on features 0 and 20, 34 polysemantic ones on features 4..37: the
     monosemantic feature is the more important in most pairs (share 0.757), yet not significantly so."""
@@ -120,6 +133,60 @@ def test_construction_claim_says_both():
     bad = av.construction_claim(measured(W, ps, loss=[built * 1.1, 1.0], loss_se=[built * 0.01, 0.1], importance=imp))
     assert not bad.held
     assert not av.construction_claim(measured(W, ps)).held  # no loss known
+
+
+def test_construction_claim_says_why_training_stalled():
+    importance = 0.8 ** torch.arange(12.0)
+    built = float(sp.analysis.neurons.sign_pair_loss(importance, 8, 1.0))
+    doubled = torch.zeros(12, 8)  # features 0 and 1 each on two neurons per sign; 2 and 3 without any
+    for j in range(8):
+        doubled[j // 4, j] = 1.0 if j % 2 == 0 else -1.0
+    missing = float(importance[2:4].sum()) * (1 / 3 - 1 / 4) / 12
+    flat, falling = [[1.0] * 40, [1.0] * 40], [[1.0] * 30 + [0.9] * 10, [1.0] * 40]
+    W, ps, imp = torch.stack([doubled, mixed()]), [1.0, 0.1], torch.stack([importance] * 2)
+
+    def claim(curve):
+        return av.construction_claim(measured(W, ps, loss=[built + missing, 1.0], loss_se=[built * 0.01, 0.1],
+                                              importance=imp, loss_curve=curve))
+
+    stalled = claim(flat)
+    assert not stalled.held
+    assert stalled.measured.endswith(
+        "4 of 8 neurons repeat another's (feature, sign), at most 4 on one feature; cause: training stalled with its "
+        "8 neurons on 2 features (0–1), 4 of them repeats, where the construction gives the 4 most important one "
+        f"neuron per sign: those left without a neuron cost {sp.experiments.base.fmt(missing)} at their best "
+        "constant, 100% of the gap to the construction; the training loss fell 0.00% over the second half of training")
+    assert "cause" not in claim(falling).measured  # still learning: not stalled
+    assert "cause" not in claim(None).measured  # no curve, no cause
+    assert "cause" not in av.construction_claim(measured(torch.stack([sign_pairs(12, 8), mixed()]), ps,
+                                                         loss=[built * 1.1, 1.0], loss_se=[built * 0.01, 0.1],
+                                                         importance=imp, loss_curve=flat)).measured  # no repeats
+
+
+def test_few_claim_says_when_the_model_had_not_settled():
+    importance = 0.8 ** torch.arange(12.0)
+    built = float(sp.analysis.neurons.sign_pair_loss(importance, 8, 0.03))
+    W, ps, imp = torch.stack([sign_pairs(12, 8), mixed()]), [1.0, 0.03], torch.stack([importance] * 2)
+    falling = [[1.0] * 40, [2.0] * 15 + [1.0] * 10 + [0.25] * 15]
+
+    def claim(loss, curve):
+        return av.few_claim(measured(W, ps, loss=[1.0, loss], loss_se=[0.1, built * 0.01], importance=imp,
+                                     loss_curve=curve))
+
+    fmt = sp.experiments.base.fmt
+    unsettled = claim(built * 1.01, falling)
+    assert not unsettled.held
+    assert unsettled.measured.endswith(
+        "4 of 8 live neurons polysemantic (50%); cause: not settled: the training loss still fell 75% over the second "
+        "half of training, and the polysemantic neurons buy no loss yet: the all-monosemantic sign-pair "
+        f"construction's exact loss is {fmt(built)}, trained {fmt(built * 1.01)} ± {fmt(built * 0.01)}")
+    assert claim(built * 0.5, falling).measured.endswith("over the second half of training")  # they do buy loss
+    assert "cause" not in claim(built, [[1.0] * 40] * 2).measured  # settled: no cause
+
+
+def test_late_fall():
+    assert av.late_fall([[2.0] * 15 + [1.0] * 10 + [0.25] * 15]) == pytest.approx((0.75,))  # middle 1, end 0.25
+    assert av.late_fall([[1.0] * 19]) is None
 
 
 def test_configs_and_registry():

@@ -110,6 +110,34 @@ def test_claims_on_constructed_models():
     assert [c.held for c in dd._claims_of(smeared, p)][:2] == [False, False]
 
 
+def test_gon_claim_says_when_the_set_is_only_partly_memorised():
+    D_X = torch.tensor([1 / 3] * 6 + [0.1, 0.05, 0.01, 0.0])
+    error = torch.tensor([0.05] * 6 + [0.6, 0.8, 0.9, float("nan")])  # three given up, one empty example
+    partial = replace(model(10, D_X=D_X, train=0.35), example_error=error, steps=3000)
+    claim = dd.gon_claim([model(3), partial], 0.05)
+    assert not claim.held
+    assert claim.measured.endswith(
+        "cause: at T = 10 (seed 0) the set is only partly memorised after 3,000 steps, where the note trains 50,000: "
+        "training loss 35% of the zero output's, 3 of 10 examples given up and 1 empty (reconstruction error > "
+        "50% of ‖x‖², D_X 0.01–0.1); the other 6 form a 6-gon: 100% have D_X within ±25% of m/6 = 0.333")
+    assert "after" not in dd.gon_claim([model(3), replace(partial, steps=None)], 0.05).measured
+    assert "cause" not in dd.gon_claim([model(3), replace(partial, example_error=None)], 0.05).measured
+    smeared = replace(partial, D_X=torch.tensor([0.5, 0.2] * 3 + [0.1, 0.05, 0.01, 0.0]))
+    assert "cause" not in dd.gon_claim([model(3), smeared], 0.05).measured  # the rest is no 6-gon either
+    kept = replace(partial, example_error=torch.zeros(10))
+    assert "cause" not in dd.gon_claim([model(3), kept], 0.05).measured  # nothing given up
+
+
+def test_reconstruction_error_of_a_run():
+    config = dd._config(replace(dd.QUICK, steps=5, warmup=1), 5, 0)
+    run = sp.train(config, compile=False, progress=False)
+    error = dd.reconstruction_error(run)
+    x = training_inputs(run)[0]
+    assert error.shape == (5,) and bool((error[x.square().sum(-1) > 0] >= 0).all())
+    assert dd.measure(run).steps == 5
+    assert torch.equal(error.isnan(), x.square().sum(-1) == 0)
+
+
 def test_interior_peak_needs_a_rise_above_the_minimum_before_it():
     assert dd.interior_peak([1.0, 0.9, 0.95, 0.5]) == 2
     assert dd.interior_peak([1.0, 0.9, 0.905, 0.5]) is None  # 0.6% < BUMP

@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 
 import superposition as sp
 from superposition.experiments import get_recipe, l1_hidden, run_recipe
+from superposition.experiments.base import fmt
 from superposition.figures.robustness import l1_figure
 
 N, M = 8, 2
@@ -44,24 +45,64 @@ def test_lambdas_follow_the_saved_instances():
     assert l1_hidden.lambdas(run) == [0.0, 0.01]
 
 
-def measured(lam, W, loss=None):
-    return l1_hidden.measure(lam, loss if loss is not None else [1.0] * len(lam), W, 0.03)
+def measured(lam, W, loss=None, objectives=False):
+    """The analysis of constructed models; with `objectives`, also scored on every λ's objective (b = 0,
+    importance 0.7^i)."""
+    extra = (torch.zeros(W.shape[:2]), (0.7 ** torch.arange(N)).expand(W.shape[0], N)) if objectives else ()
+    return l1_hidden.measure(lam, loss if loss is not None else [1.0] * len(lam), W, 0.03, *extra)
 
 
-def test_removal_claim_names_the_antipodal_pairs_that_survive():
-    lam = [0.0, 0.001, 0.01]
-    one_pair = torch.zeros(N, M)
-    one_pair[:2] = torch.tensor([[1.0, 0], [-1, 0]])  # one antipodal pair in one of the two dimensions
-    claim = l1_hidden.removal_claim(measured(lam, torch.stack([antipodal(), antipodal(), one_pair])))
+def skipping() -> torch.Tensor:
+    """``[N, M]``: features 0 and 2 on orthogonal axes; feature 1, more important than 2, dropped."""
+    W = orthogonal(2)
+    W[[1, 2]] = W[[2, 1]]
+    return W
+
+
+LARGE = [0.0, 0.1, 1.0]
+"""λ large enough that the antipodal model's extra E‖h‖₁ outweighs its extra features at λ > 0."""
+
+
+def test_cross_objectives_score_every_model_on_every_lambda():
+    a = measured(LARGE, torch.stack([antipodal(), skipping(), orthogonal(2)]), objectives=True)
+    assert a.objective.shape == a.objective_se.shape == (3, 3)
+    assert torch.equal(a.objective_se.diagonal(), torch.zeros(3, dtype=torch.float64))
+    assert bool((a.objective[:, 2] > a.objective[:, 0]).all())  # the penalty only adds
+    # dropping feature 1 (I = 0.7) instead of 2 (I = 0.49) costs (0.7 − 0.49) E[x²] / n = 0.21 · 0.01 / 8
+    assert float(a.objective[1, 1] - a.objective[2, 1]) == pytest.approx(0.21 * 0.01 / N, rel=0.05)
+    assert l1_hidden.beaten_by(a, 1) == 2 and l1_hidden.beaten_by(a, 2) is None
+    assert l1_hidden.beaten_by(measured(LARGE, torch.stack([antipodal(), skipping(), orthogonal(2)])), 1) is None
+
+
+def test_prefix_claim_says_when_the_skip_is_a_local_minimum():
+    a = measured(LARGE, torch.stack([antipodal(), skipping(), orthogonal(2)]), objectives=True)
+    claim = l1_hidden.prefix_claim(a)
     assert not claim.held
-    assert claim.measured.endswith("first superposition-free none; cause: an antipodal pair survives every λ: "
-                                   "antipodal pairs (cos < -0.9) per λ [2, 2, 1]; at λ = 0.01: pairs (0, 1), "
-                                   "largest interference of the other features 0, 1 of 2 hidden dimensions in use")
-    leaning = one_pair.clone()
-    leaning[2] = torch.tensor([0.6, 0.6])  # also a feature in superposition outside the pair
-    assert "cause" not in l1_hidden.removal_claim(measured(lam, torch.stack([antipodal()] * 2 + [leaning]))).measured
-    W = torch.stack([antipodal(), antipodal() * 0.9, orthogonal(2)])
-    assert "antipodal pairs" not in l1_hidden.removal_claim(measured(lam, W)).measured  # free at λ = 0.01
+    assert claim.measured.endswith(
+        "λ = 0.1: [0, 2] (drops [1] but keeps [2]); λ = 1: 0–1; cause: a local minimum of training, not the penalty's "
+        "threshold: on λ = 0.1's own objective (loss + λ E‖h‖₁, sampled) the λ = 1 model, which keeps 0–1, scores "
+        f"{fmt(float(a.objective[2, 1]))}, {float(1 - a.objective[2, 1] / a.objective[1, 1]):.1%} "
+        f"({float((a.objective[1, 1] - a.objective[2, 1]) / a.objective_se[2, 1]):.0f} SE) below the λ = 0.1 "
+        f"model's {fmt(float(a.objective[1, 1]))}")
+    alone = l1_hidden.prefix_claim(measured(LARGE, torch.stack([antipodal(), skipping(), skipping()]),
+                                            objectives=True))
+    assert not alone.held and "cause" not in alone.measured  # no model of the sweep does better: no cause
+
+
+def test_cost_claim_names_its_causes():
+    W = torch.stack([antipodal(), skipping(), orthogonal(2)])
+    claim = l1_hidden.cost_claim(measured(LARGE, W, [1.0, 2.0, 1.9], objectives=True))
+    assert not claim.held
+    assert "ratio 2 at λ = 0.1; cause: the loss falls after λ = 0.1 because that model is a local minimum: " \
+        "on λ = 0.1's own objective" in claim.measured
+    same = measured(LARGE, torch.stack([antipodal(), orthogonal(2), orthogonal(2)]), [1.0, 2.0, 1.9], objectives=True)
+    assert "cause" not in l1_hidden.cost_claim(same).measured  # the dip is not explained
+    paired = torch.stack([antipodal()] * 3)
+    assert l1_hidden.cost_claim(measured(LARGE, paired, [1.0, 1.2, 2.0], objectives=True)).measured.endswith(
+        "no ratio: no λ of the sweep removed superposition (see the claim above); cause: an antipodal pair survives "
+        "every λ (see the claim above)")
+    dip = l1_hidden.cost_claim(measured(LARGE, paired, [1.0, 1.2, 1.1], objectives=True))
+    assert "cause" not in dip.measured  # the dip is not explained
 
 
 def test_claims_can_fail():

@@ -26,8 +26,15 @@ Such a configuration is stationary to second order: for a neuron storing only fe
 gradient towards an unrepresented feature i (W2[j, i], W1[i, j], and their product) vanishes once
 feature i's bias is its best constant, since x_i is independent of the neuron and symmetric, so
 longer training or another learning rate should not move it (argued, not measured; xavier's init
-was measured and does not avoid it). The claim stays not held until an optimisation that avoids
-the duplicates is found.
+was measured and does not avoid it; nor do restarts: 4 seeds of the paper-size dense model, 10,000
+steps, all stall with 16–20 repeats on 10–12 features at 2.9e-4 to 5.0e-4). The claim stays not held
+until an optimisation that avoids the duplicates is found; its message says where the loss goes.
+
+The sparser models are the opposite case: not settled after 10,000 steps (paper size: the loss fell 34%,
+55% and 40% over the second half at 1 − S = 0.3, 0.1, 0.03). Continuing the saved 0.03 model (Adam, lr
+1e-3, batch 1024; measured, not part of the recipe) takes its loss from 5.6e-6 to 4.0e-6 in 20,000 steps,
+below the sign-pair construction's 5.6e-6, its polysemantic neurons from 18 to 5–7 of 40 and the
+Mann–Whitney p from 0.23 to 0.005–0.011; the claims at 0.03 say they had not settled.
 
 Figures follow the paper's convention: each neuron rescaled so its largest input weight has
 magnitude 1 and its output weights inversely (the same function; `analysis.rescale_neurons`).
@@ -81,6 +88,10 @@ FEW = 0.25
 """... 'a few': at most this fraction of the live neurons (fixed before measuring)."""
 CONSTRUCTION_SE = 2.0
 """The trained dense loss may exceed the sign-pair construction's exact loss by this many standard errors."""
+CURVE_WINDOW = 5
+"""Logged losses averaged at each end of the second half of training (`late_fall`)."""
+STALLED = 0.005
+"""A run whose loss fell by less than this fraction over the second half of training had stalled."""
 
 
 def configs(quick: bool) -> dict[str, RunConfig]:
@@ -130,19 +141,57 @@ class SweepAnalysis:
     """Its standard error."""
     construction_loss: tuple[float, ...] | None
     """The exact loss of `analysis.sign_pair_params` at each instance's p and importance."""
+    covered: tuple[tuple[int, ...], ...] = ()
+    """Per instance, the features with at least one monosemantic neuron (either sign)."""
+    missing_cost: tuple[float, ...] | None = None
+    """The exact cost of the features the construction computes (the ⌊m/2⌋ most important) that have no
+    monosemantic neuron here, each at its best constant: I_i (p/3 − p²/4) / n summed (None without importance)."""
+    late_fall: tuple[float, ...] | None = None
+    """Relative fall of each instance's logged training loss over the second half of training (`late_fall`)."""
+
+
+def late_fall(curve: Sequence[Sequence[float]]) -> tuple[float, ...] | None:
+    """Relative fall of each instance's logged loss ``curve [inst][log]`` over the second half of training:
+    1 − (mean of the last `CURVE_WINDOW` logs) / (mean of the `CURVE_WINDOW` around the middle); None when
+    too few losses were logged."""
+    c = torch.as_tensor(curve, dtype=torch.float64)
+    if c.ndim != 2 or c.shape[1] < 4 * CURVE_WINDOW:
+        return None
+    start = c.shape[1] // 2 - CURVE_WINDOW // 2
+    return tuple((1 - c[:, -CURVE_WINDOW:].mean(1) / c[:, start:start + CURVE_WINDOW].mean(1)).tolist())
+
+
+def _covered(neurons: NeuronClasses) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(sorted(set(top[mono].tolist()))) for top, mono in
+                 zip(neurons.top_feature, neurons.monosemantic, strict=True))
+
+
+def _missing_cost(importance: Tensor, covered: tuple[int, ...], m: int, p: float) -> float:
+    """`sign_pair_loss`'s cost of a left-out feature, summed over the construction's features not in `covered`."""
+    kept = torch.sort(importance, descending=True, stable=True).indices[: m // 2].tolist()
+    missing = [i for i in kept if i not in covered]
+    return float(importance[missing].double().sum()) * (p / 3 - p * p / 4) / importance.shape[-1]
 
 
 def measure(W1: Tensor, W2: Tensor, ps: Sequence[float], loss: Sequence[float] | None = None,
-            loss_se: Sequence[float] | None = None, importance: Tensor | None = None) -> SweepAnalysis:
+            loss_se: Sequence[float] | None = None, importance: Tensor | None = None,
+            loss_curve: Sequence[Sequence[float]] | None = None) -> SweepAnalysis:
     """The analysis of `abs_mlp` models ``W1 [inst, feat, hidden]``, ``W2 [inst, hidden, feat]``, one p per
-    instance; with their losses and the importance ``[inst, feat]``, also the construction's loss to compare."""
+    instance; with their losses and the importance ``[inst, feat]``, also the construction's loss to compare
+    (and the cost of the construction's features left without a neuron); with the logged training losses
+    ``[inst][log]``, their `late_fall`."""
     m = W1.shape[-1]
+    neurons = classify_neurons(W1, signed=True)
+    covered = _covered(neurons)
     construction = None if importance is None else tuple(
         float(sign_pair_loss(importance[k], m, p)) for k, p in enumerate(ps))
-    return SweepAnalysis(W1, tuple(float(p) for p in ps), classify_neurons(W1, signed=True),
+    missing = None if importance is None else tuple(
+        _missing_cost(importance[k], covered[k], m, p) for k, p in enumerate(ps))
+    return SweepAnalysis(W1, tuple(float(p) for p in ps), neurons,
                          classify_features(W1, signed=True), duplicate_neurons(W1),
                          tuple(asymmetric_motifs(W1, W2)), None if loss is None else tuple(loss),
-                         None if loss_se is None else tuple(loss_se), construction)
+                         None if loss_se is None else tuple(loss_se), construction, covered, missing,
+                         None if loss_curve is None else late_fall(loss_curve))
 
 
 @dataclass(frozen=True)
@@ -166,7 +215,7 @@ def analyse(runs: dict[str, Run]) -> AbsAnalysis:
     small, sweep = runs["abs_3_6"], runs["abs_sweep"]
     W1, W2 = sweep.params["W1"], sweep.params["W2"]
     s = measure(W1, W2, _probabilities(sweep), sweep.metrics.final_loss, sweep.metrics.final_loss_se,
-                sweep.importance)
+                sweep.importance, sweep.metrics.loss_curve)
     return AbsAnalysis(small.params["W1"][0], rescale_neurons(small.params["W1"], small.params["W2"]),
                        tuple(_probabilities(small)), s, rescale_neurons(W1, W2), sweep.importance[0])
 
@@ -242,9 +291,38 @@ def construction_claim(s: SweepAnalysis) -> ClaimResult:
     loss, se, built = s.loss[k], (s.loss_se or (0.0,) * len(s.loss))[k], s.construction_loss[k]
     dup = (f"; {int(s.duplicates.duplicates[k])} of {m} neurons repeat another's (feature, sign), "
            f"at most {int(s.duplicates.most[k])} on one feature")
+    held = loss <= built + CONSTRUCTION_SE * se
     return ClaimResult(SECTION, name, expected,
-                       f"trained {fmt(loss)} ± {fmt(se)}, construction {fmt(built)} (ratio {fmt(loss / built)}){dup}",
-                       loss <= built + CONSTRUCTION_SE * se)
+                       f"trained {fmt(loss)} ± {fmt(se)}, construction {fmt(built)} (ratio {fmt(loss / built)}){dup}"
+                       f"{'' if held else _stall_cause(s, k)}", held)
+
+
+def _ranges(index: Sequence[int]) -> str:
+    """0, 1, 2, 5 → '0–2, 5'."""
+    runs: list[list[int]] = []
+    for i in index:
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)
+
+
+def _stall_cause(s: SweepAnalysis, k: int) -> str:
+    """Why the trained dense model is worse than the construction, where the run shows it: its neurons sit on
+    fewer features than the construction's (repeating a (feature, sign)), the construction's features left
+    without a neuron cost at least half the gap, and the loss had stopped falling."""
+    if s.loss is None or s.construction_loss is None or s.missing_cost is None or s.late_fall is None:
+        return ""
+    loss, built, missing, fall = s.loss[k], s.construction_loss[k], s.missing_cost[k], s.late_fall[k]
+    m, covered = s.W1.shape[-1], s.covered[k]
+    if not (s.duplicates.duplicates[k] > 0 and missing >= 0.5 * (loss - built) and fall < STALLED):
+        return ""
+    return (f"; cause: training stalled with its {m} neurons on {len(covered)} features ({_ranges(covered)}), "
+            f"{int(s.duplicates.duplicates[k])} of them repeats, where the construction gives the {m // 2} most "
+            f"important one neuron per sign: those left without a neuron cost {fmt(missing)} at their best constant, "
+            f"{missing / (loss - built):.0%} of the gap to the construction; the training loss fell {fall:.2%} over "
+            "the second half of training")
 
 
 def sparse_claim(s: SweepAnalysis) -> ClaimResult:
@@ -269,7 +347,21 @@ def few_claim(s: SweepAnalysis) -> ClaimResult:
     poly = _poly_fraction(s, k)
     return ClaimResult(SECTION, name, expected,
                        f"{int(s.neurons.polysemantic[k].sum())} of {int((~s.neurons.dead[k]).sum())} live neurons "
-                       f"polysemantic ({poly:.0%})", poly <= FEW)
+                       f"polysemantic ({poly:.0%}){_unsettled(s, k) if poly > FEW else ''}", poly <= FEW)
+
+
+def _unsettled(s: SweepAnalysis, k: int) -> str:
+    """Where instance k's training loss still fell by more than `STALLED` over the second half of training:
+    that fall, and whether the all-monosemantic construction is as good as the trained model there."""
+    if s.late_fall is None or not s.late_fall[k] > STALLED:
+        return ""
+    text = f"; cause: not settled: the training loss still fell {s.late_fall[k]:.0%} over the second half of training"
+    if s.loss is not None and s.construction_loss is not None:
+        se = (s.loss_se or (0.0,) * len(s.loss))[k]
+        if s.construction_loss[k] <= s.loss[k] + CONSTRUCTION_SE * se:
+            text += (f", and the polysemantic neurons buy no loss yet: the all-monosemantic sign-pair construction's "
+                     f"exact loss is {fmt(s.construction_loss[k])}, trained {fmt(s.loss[k])} ± {fmt(se)}")
+    return text
 
 
 def trend_claim(s: SweepAnalysis) -> ClaimResult:
@@ -296,10 +388,20 @@ def importance_claim(s: SweepAnalysis) -> ClaimResult:
     held = bool(rows) and all(pvalue < SIGNIFICANCE for *_, pvalue in rows)
     shown = "; ".join(f"1 − S = {p:g} ({a} mono, {b} poly): share {fmt(share)}, p = {pv:.2g}"
                       for p, a, b, share, pv in rows)
+    failing = [s.feature_probability.index(p) for p, *_, pvalue in rows if pvalue >= SIGNIFICANCE]
     return ClaimResult(SECTION, "Neurons of the most important features stay monosemantic longest",
                        "at every sparsity with ≥ 2 of each, monosemantic neurons store more important features than "
                        "polysemantic ones (by the feature each mostly stores): one-sided Mann–Whitney p < "
-                       f"{SIGNIFICANCE:g}", shown if rows else "no sparsity with both kinds", held)
+                       f"{SIGNIFICANCE:g}", (shown if rows else "no sparsity with both kinds")
+                       + _unsettled_at(s, failing), held)
+
+
+def _unsettled_at(s: SweepAnalysis, failing: list[int]) -> str:
+    """Where every failing instance's training loss still fell by more than `STALLED` over the second half."""
+    if not failing or s.late_fall is None or not all(s.late_fall[k] > STALLED for k in failing):
+        return ""
+    return "; cause: not settled: over the second half of training the loss still fell " + ", ".join(
+        f"{s.late_fall[k]:.0%} at 1 − S = {s.feature_probability[k]:g}" for k in failing)
 
 
 def motif_claim(s: SweepAnalysis) -> ClaimResult:

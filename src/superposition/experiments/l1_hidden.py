@@ -50,6 +50,11 @@ SLACK = 0.02
 """Tolerated relative dip of D* or of the loss from one λ to the next (training noise)."""
 COST = 1.5
 """The superposition-free model's loss is at least this multiple of the unpenalised one."""
+OBJECTIVE_SAMPLES = 1 << 18
+"""Inputs (one seeded draw, shared by every model) on which `cross_objectives` compares the models."""
+BEATEN_SE = 3.0
+"""A model is a local minimum of its own objective when another λ's model scores lower on it by more
+than this many standard errors of the paired difference."""
 
 
 def configs(quick: bool) -> dict[str, RunConfig]:
@@ -106,6 +111,32 @@ class L1Analysis:
     """``[inst]``: the largest interference of a represented feature outside those pairs (0 if none)."""
     used_dims: Tensor | None = None
     """int64 ``[inst]``: hidden dimensions in use (singular values of W above `USED_DIM`)."""
+    objective: Tensor | None = None
+    """``[model, λ]``: each model's sampled training objective at each λ of the sweep (`cross_objectives`)."""
+    objective_se: Tensor | None = None
+    """``[model, λ]``: the standard error of ``objective[k, j] − objective[j, j]`` (0 on the diagonal)."""
+
+
+def cross_objectives(W: Tensor, b: Tensor, importance: Tensor, lam: Sequence[float], feature_probability: float,
+                     samples: int = OBJECTIVE_SAMPLES, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Every `relu_output` model ``W [inst, feat, hidden]``, ``b [inst, feat]`` scored on every λ's training
+    objective, importance-weighted squared error (mean over features) + λ_j · E‖h‖₁, on one seeded draw of
+    independent U[0, 1] features on with probability p (the same inputs for every model).
+
+    **Returns:** ``(objective [model, λ], se [model, λ])``, se the standard error of the paired difference
+    ``objective[k, j] − objective[j, j]``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    n = W.shape[-2]
+    x = torch.rand(samples, n, generator=g) * (torch.rand(samples, n, generator=g) < feature_probability)
+    W, b, importance = W.float(), b.float(), importance.float()
+    h = torch.einsum("bf,kfh->kbh", x, W)
+    out = torch.relu(torch.einsum("kbh,kfh->kbf", h, W) + b[:, None])
+    err = ((out - x) ** 2 * importance[:, None]).mean(-1)  # [model, sample]
+    per = err[:, :, None] + h.abs().sum(-1)[:, :, None] * torch.tensor(lam, dtype=err.dtype)  # [model, sample, λ]
+    own = per[torch.arange(len(lam)), :, torch.arange(len(lam))].T  # [sample, λ]: model j on λ_j
+    se = (per - own[None]).std(1) / samples ** 0.5
+    return per.mean(1).double(), se.double()
 
 
 def antipodal_pairs(W: Tensor) -> tuple[tuple[int, int], ...]:
@@ -123,19 +154,24 @@ def _unpaired_interference(W: Tensor, pairs: tuple[tuple[int, int], ...]) -> flo
     return float(torch.where(keep, interference(W), 0.0).max())
 
 
-def measure(lam: Sequence[float], loss: Sequence[float], W: Tensor, feature_probability: float) -> L1Analysis:
-    """The analysis of models ``W [inst, feat, hidden]`` trained with penalties `lam` (increasing, the first 0)."""
+def measure(lam: Sequence[float], loss: Sequence[float], W: Tensor, feature_probability: float,
+            b: Tensor | None = None, importance: Tensor | None = None) -> L1Analysis:
+    """The analysis of models ``W [inst, feat, hidden]`` trained with penalties `lam` (increasing, the first 0);
+    with their biases ``b [inst, feat]`` and ``importance [inst, feat]``, also `cross_objectives`."""
     pairs = tuple(antipodal_pairs(w) for w in W)
     unpaired = torch.tensor([_unpaired_interference(w, p) for w, p in zip(W, pairs, strict=True)])
     used = (torch.linalg.svdvals(W.float()) > USED_DIM).sum(-1)
+    objective, se = ((None, None) if b is None or importance is None else
+                     cross_objectives(W, b, importance, lam, feature_probability))
     return L1Analysis(tuple(float(v) for v in lam), tuple(float(v) for v in loss), dimensions_per_feature(W),
                       represented(W), max_interference(W), superposition_free(W, W.shape[-1]), W.shape[-1],
-                      float(feature_probability), pairs, unpaired, used)
+                      float(feature_probability), pairs, unpaired, used, objective, se)
 
 
 def analyse(runs: dict[str, Run]) -> L1Analysis:
     run = runs["relu_output"]
-    return measure(lambdas(run), run.metrics.final_loss, run.W, run.config.data.feature_probability[0])
+    return measure(lambdas(run), run.metrics.final_loss, run.W, run.config.data.feature_probability[0],
+                   run.params["b"], run.importance)
 
 
 def _figures(a: L1Analysis) -> dict[str, object]:
@@ -178,6 +214,30 @@ def _pairs_left(a: L1Analysis) -> str:
             f"{int(a.used_dims[k])} of {a.n_hidden} hidden dimensions in use")
 
 
+def beaten_by(a: L1Analysis, k: int) -> int | None:
+    """The other λ's model that scores lowest on model k's own training objective, if it beats model k there
+    by more than `BEATEN_SE` standard errors (model k is then a local minimum of its objective); else None."""
+    if a.objective is None or a.objective_se is None:
+        return None
+    own = a.objective[:, k] - a.objective[k, k]  # [model]: how much each model is above model k on λ_k
+    beats = [j for j in range(len(a.lambdas)) if j != k and own[j] < -BEATEN_SE * a.objective_se[j, k]]
+    return min(beats, key=lambda j: float(own[j])) if beats else None
+
+
+def _beaten_text(a: L1Analysis, k: int, j: int) -> str:
+    own, rival, se = float(a.objective[k, k]), float(a.objective[j, k]), float(a.objective_se[j, k])
+    return (f"on λ = {a.lambdas[k]:g}'s own objective (loss + λ E‖h‖₁, sampled) the λ = {a.lambdas[j]:g} model, "
+            f"which keeps {_kept_text(a.lambdas[j], a.represented[j]).split(': ', 1)[1]}, scores {fmt(rival)}, "
+            f"{(own - rival) / own:.1%} ({(own - rival) / se:.0f} SE) below the λ = {a.lambdas[k]:g} model's "
+            f"{fmt(own)}")
+
+
+def _survives(a: L1Analysis) -> bool:
+    """An antipodal pair survives every λ, with no other interference left at the largest (see `_pairs_left`)."""
+    return (bool(a.antipodal) and all(a.antipodal) and a.unpaired_interference is not None
+            and float(a.unpaired_interference[-1]) < ORTHOGONAL)
+
+
 def cost_claim(a: L1Analysis) -> ClaimResult:
     first, loss = _first_free(a), list(a.loss)
     ratio = loss[first] / loss[0] if first is not None else float("nan")
@@ -186,7 +246,28 @@ def cost_claim(a: L1Analysis) -> ClaimResult:
           "no ratio: no λ of the sweep removed superposition (see the claim above)")
     return ClaimResult(SECTION, "Removing superposition costs loss",
                        f"the loss rises with λ (±{100 * SLACK:g}%); ≥ {COST:g}× the λ = 0 loss once superposition "
-                       "is gone", f"loss {', '.join(fmt(v) for v in loss)}; {at}", held)
+                       "is gone", f"loss {', '.join(fmt(v) for v in loss)}; {at}{_cost_cause(a) if not held else ''}",
+                       held)
+
+
+def _cost_cause(a: L1Analysis) -> str:
+    """Why the cost claim fails, where every failing part has its evidence: no λ removed superposition because
+    an antipodal pair survives; the loss falls after a λ whose model is a local minimum of its own objective."""
+    first, loss, parts = _first_free(a), list(a.loss), []
+    if first is None:
+        if not _survives(a):
+            return ""
+        parts.append("an antipodal pair survives every λ (see the claim above)")
+    elif loss[first] / loss[0] < COST:
+        return ""
+    for k in range(len(loss) - 1):
+        if loss[k + 1] < loss[k] * (1 - SLACK):
+            j = beaten_by(a, k)
+            if j is None:
+                return ""
+            parts.append(f"the loss falls after λ = {a.lambdas[k]:g} because that model is a local minimum: "
+                         + _beaten_text(a, k, j))
+    return "; cause: " + "; ".join(parts) if parts else ""
 
 
 def is_prefix(kept: Tensor) -> Tensor:
@@ -212,8 +293,18 @@ def prefix_claim(a: L1Analysis) -> ClaimResult:
     return ClaimResult(SECTION, "The penalty removes the features below an importance threshold",
                        "at every λ > 0 the represented features (‖W_i‖ > 0.5) are the k most important for some "
                        "k: a prefix 0, 1, …, k − 1 of the features in importance order, none skipped",
-                       "; ".join(_kept_text(lam, kept) for lam, kept in zip(a.lambdas, a.represented, strict=True)),
-                       held)
+                       "; ".join(_kept_text(lam, kept) for lam, kept in zip(a.lambdas, a.represented, strict=True))
+                       + ("" if held else _prefix_cause(a, [k for k in penalised if not prefix[k]], prefix)), held)
+
+
+def _prefix_cause(a: L1Analysis, skipping: list[int], prefix: list[bool]) -> str:
+    """Where every λ that skips a feature has a model of another λ, keeping a prefix, that beats it on its own
+    objective: the skip is a local minimum of training, not the penalty's threshold."""
+    rivals = [beaten_by(a, k) for k in skipping]
+    if not skipping or any(j is None or not prefix[j] for j in rivals):
+        return ""
+    return "; cause: a local minimum of training, not the penalty's threshold: " + "; ".join(
+        _beaten_text(a, k, j) for k, j in zip(skipping, rivals, strict=True))
 
 
 def _claims(a: L1Analysis) -> list[ClaimResult]:

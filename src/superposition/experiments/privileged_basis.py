@@ -41,6 +41,10 @@ monosemantic neurons (loss 0.00273), 6 in 4 (0.00274) and 5 in 3 in 5 of 200 res
 paper's 6-in-4 code with its distinguishing neuron as the best model (0.00209, 4 of 200); at 0.07
 and 0.06, 8 in 5 in 130 and 120 of 200 but never with the importance split; at 0.04, the pair
 code in 3 of 200 (0.00051) while the best (0.00048) has 8 features in 5 neurons.
+
+At paper size (best of 1000, polished 3000 steps of 2048) it is the other way round: our best, polished,
+is below the paper's polished codes by 2.7% at 0.07, 7.2% at 0.06 and 9.7% at 0.04 (1.6% at 0.12, within
+2 SE), so there the loss prefers our codes; the claims say so where it is beyond `BETTER_SE`.
 """
 
 from __future__ import annotations
@@ -116,6 +120,9 @@ REGIMES = (
     Regime("pairs", "Features are pairs of neurons (1 − S = 0.04)",
            "\"each feature simply correspond[s] to a pair of neurons\"", (0.04,), 0, 5, (10, 5), pairs=True),
 )
+BETTER_SE = 2.0
+"""Ours beats the paper's code when its polished loss is lower by more than this many standard errors of
+the difference (the two estimates' errors added in quadrature)."""
 POLISH = {True: (2000, 1024), False: (3000, 2048)}
 """Steps and batch size of the local descent from the hand-built codes and from our best models (quick → …)."""
 
@@ -298,13 +305,15 @@ def regime_claim(result: PrivilegedBasis, regime: Regime) -> ClaimResult:
     """
     refs = {r.p: r for r in _best_references(result) if r.name.startswith(regime.name)}
     polished = {r.p: r for r in result.references if r.name == OURS}
-    held, shown = True, []
+    held, shown, beaten = True, [], []
     for p in regime.probabilities:
         if p not in result.ps:
             continue
         k = result.ps.index(p)
         ok, text = regime_structure(result.W[k], regime)
         held &= ok
+        if not ok:
+            beaten.append(_beats_paper(polished.get(p), refs.get(p), regime))
         line = f"1 − S = {p:g}: ours {text}; loss {fmt(result.loss[k])} ± {fmt(result.loss_se[k])}"
         if p in polished:
             line += f" ({fmt(polished[p].loss)} polished)"
@@ -320,7 +329,25 @@ def regime_claim(result: PrivilegedBasis, regime: Regime) -> ClaimResult:
                 f"polysemantic neurons and one group of {regime.group[0]} superposed features in {regime.group[1]} "
                 "neurons" + (" whose code has the distinguishing neuron" if regime.distinguisher else "")
                 + (", each on its own pair" if regime.pairs else ""))
-    return ClaimResult(SECTION, regime.title, expected, "; ".join(shown) or "not run", held and bool(shown))
+    cause = ""
+    if beaten and all(b is not None for b in beaten):
+        cause = ("; cause: the loss prefers another code to the paper's here: our best model, polished, is below the "
+                 "paper's code (built as described, polished by the same descent, keeping its structure) at "
+                 + ", ".join(beaten))
+    return ClaimResult(SECTION, regime.title, expected, f"{'; '.join(shown) or 'not run'}{cause}",
+                       held and bool(shown))
+
+
+def _beats_paper(ours: Reference | None, ref: Reference | None, regime: Regime) -> str | None:
+    """'1 − S = p by x% (n SE)' when our polished best is below the paper's polished code, which keeps the
+    regime's structure, by more than `BETTER_SE` standard errors; else None."""
+    if ours is None or ref is None or not regime_structure(ref.W, regime)[0]:
+        return None
+    se = (ours.loss_se ** 2 + ref.loss_se ** 2) ** 0.5
+    gap = ref.loss - ours.loss
+    if not gap > BETTER_SE * se:
+        return None
+    return f"1 − S = {ours.p:g} by {gap / ref.loss:.1%} ({gap / se:.1f} SE)"
 
 
 def _pairs(W: Tensor) -> tuple[int, int]:
