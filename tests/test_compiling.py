@@ -175,6 +175,17 @@ def test_no_background_compile_where_a_cache_load_would_not_pay_either(records, 
     assert compiling.load_estimate(loads) == 20.0 and not compiling.worth_warming(est, records=loads)
 
 
+def test_a_step_compiled_once_is_next_weighed_at_a_cache_load_not_a_compile(records):
+    compiling.record("once", 18.0, speedup=6.0)  # the cold compile of a run that compiled inline
+    est = compiling.estimate("once", eager_step=0.0016, remaining=10_000)
+    assert est.recorded and est.compile == compiling.DEFAULT_LOAD_S and est.pays  # 13 s saved > 5 s to load
+    compiling.record("other", 20.0)
+    compiling.record("other", 3.0)  # a load measured for another step here
+    assert compiling.estimate("once", 0.0016, 10_000).compile == 3.0
+    compiling.record("once", 4.0)
+    assert compiling.estimate("once", 0.0016, 10_000).compile == 4.0  # its own load, once measured
+
+
 def test_an_unmeasured_speedup_defaults_by_step_size(records):
     compiling.record("k", 3.0)  # compile=True: no eager steps measured
     assert compiling.estimate("k", 0.002, 100).compiled_step == pytest.approx(

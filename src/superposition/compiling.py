@@ -6,13 +6,15 @@ consume identical data), times them, and compiles the rest of the run when
     remaining steps × (eager step − compiled step) > cost of compiling,
 
 where the compiled step and the compile cost come from what this machine measured before for the
-same step (`signature`): the record `superposition-compiles.json` beside torch's Inductor cache, so
-wiping that cache forgets the records too. A record keeps the compile (or cache-load) times and the
-eager/compiled speed-up measured within one run (a ratio, so a busy machine skews it less than it
-skews absolute times). Never seen before, the step is assumed `DEFAULT_SPEEDUP` times faster compiled
-(`SMALL_STEP_DEFAULT_SPEEDUP` for steps of a few milliseconds) and to compile as slowly as the
-slowest compile recorded here (or `DEFAULT_COLD_COMPILE_S`). The
-second run of a step on a machine therefore knows that loading it is cheap.
+same step (`signature`; a step compiled once is next loaded from the cache, at the cost of the loads
+measured for other steps, or `DEFAULT_LOAD_S`): the record `superposition-compiles.json` beside
+torch's Inductor cache, so wiping that cache forgets the records too. A record keeps the compile (or
+cache-load) times and the eager/compiled speed-up measured within one run (a ratio, so a busy
+machine skews it less than it skews absolute times). Never seen before, the step is assumed
+`DEFAULT_SPEEDUP` times faster compiled (`SMALL_STEP_DEFAULT_SPEEDUP` for steps of a few
+milliseconds) and to compile as slowly as the slowest compile recorded here (or
+`DEFAULT_COLD_COMPILE_S`). The second run of a step on a machine therefore knows that loading it
+is cheap.
 
 A step never compiled here that the decision leaves eager, but that would pay once loaded from the
 cache (`worth_warming`), is compiled in the background at idle priority (`warm_in_background`): a
@@ -142,7 +144,11 @@ def estimate(key: str, eager_step: float, remaining: int, records: dict[str, dic
     default = SMALL_STEP_DEFAULT_SPEEDUP if eager_step < SMALL_STEP_S else DEFAULT_SPEEDUP
     if entry is not None:
         speedup = statistics.median(entry["speedup"]) if entry.get("speedup") else default
-        return Estimate(eager_step, eager_step / speedup, min(entry["compile_s"]), remaining, True)
+        times = entry["compile_s"]
+        # One compile recorded: it was the cold one, and it left the step in the cache, so the next
+        # cost is a load (as measured for other steps here, else assumed), not another compile.
+        cost = min(times[0], load_estimate(records)) if len(times) == 1 else min(times)
+        return Estimate(eager_step, eager_step / speedup, cost, remaining, True)
     colds = [max(e["compile_s"]) for e in records.values()]
     cold = max(colds) if colds else DEFAULT_COLD_COMPILE_S
     return Estimate(eager_step, eager_step / default, cold, remaining, False)
