@@ -61,9 +61,9 @@ DEFAULT_COLD_COMPILE_S = 15.0
 """Assumed cost of a first compile when none has been recorded on this machine (measured 8-15 s on
 2 CPU cores for the paper's models; a cache load takes 1-3 s)."""
 DEFAULT_LOAD_S = 5.0
-"""Assumed cost, in a fresh process, of loading a compiled step from the cache when no load has been
-recorded here (measured 4.7 s on 2 CPU cores at 5 → 2 × 10: 1.5 s importing the compiler, 3.2 s
-tracing the step and loading its code)."""
+"""Assumed cost of loading a compiled step from the cache when no load has been recorded here
+(measured 3.2-3.9 s on 2 CPU cores at 5 → 2 × 10 for tracing the step and loading its code, after
+1.5 s importing the compiler, which the records leave out: a process pays it once)."""
 BACKGROUND_ENV = "SUPERPOSITION_BACKGROUND_COMPILE"
 """Environment variable: ``0`` turns off compiling in the background."""
 WARMING_STALE_S = 1800.0
