@@ -204,9 +204,71 @@ def test_agreement_and_loss_claims_fail_when_off():
     better = replace(result, loss=result.loss.clone().index_put_((torch.tensor([0]), torch.tensor([3])),
                                                                   result.loss[0, 3] * 0.97))
     below = recipe.loss_claim(better)  # one cell 3% below the optimum: the candidates miss a solution
-    assert not below.held and "1/42 cells below it" in below.measured and "unequal norms" in below.measured
+    assert not below.held and "1/42 cells below it" in below.measured
+    assert "of the 1 cells below it, 1 not identified" in below.measured  # it holds a candidate itself
     ours = recipe.our_loss_claim(replace(result, loss=result.ours.losses.min(0).values))
     assert ours.held and "0/42 cells below it" in ours.measured
+
+
+def _unit(degrees: list[float], norms: list[float]) -> torch.Tensor:
+    angles = torch.deg2rad(torch.tensor(degrees))
+    return torch.stack([angles.cos(), angles.sin()], -1) * torch.tensor(norms)[:, None]
+
+
+LAYOUTS = {  # (row, column) of `ideal(2)`: a best model the paper's candidates lack
+    (0, 0): _unit([90, 210, 330], [1.0, 1.0, 1.0]),  # a triangle: no antipodal pair
+    (0, 1): _unit([0, 90, 180], [1.0, 1.0, 0.8]),  # the extra feature antipodal, unequal norms
+    (0, 2): _unit([0, 180, 90], [0.85, 0.85, 1.0]),  # the freed pair, both norms shrunk
+    (1, 0): _unit([0, 180, 90], [0.45, 0.93, 1.0]),  # the freed pair, unequal norms, one short
+}
+
+
+def with_layouts(result: recipe.PhaseResult) -> recipe.PhaseResult:
+    W = result.best_weights.clone()
+    for (i, j), w in LAYOUTS.items():
+        W[i, j] = w
+    return replace(result, best_weights=W)
+
+
+def test_layouts_outside_the_candidates_are_recognised():
+    result = ideal(2)
+    none = torch.zeros_like(result.trained.phase, dtype=torch.bool)
+    assert result.best_weights.shape == (len(R_GRID), len(P_GRID), 3, 2)
+    assert (recipe.planar_layouts(result) == none).all()  # the candidates themselves
+    assert all((m == none).all() for m in recipe.pair_layouts(result))
+    laid = with_layouts(result)
+    planar, (unequal, shrunk) = recipe.planar_layouts(laid), recipe.pair_layouts(laid)
+    assert planar.nonzero().tolist() == [[0, 0]]
+    assert unequal.nonzero().tolist() == [[0, 1]]
+    assert shrunk.nonzero().tolist() == [[0, 2], [1, 0]]
+    assert not recipe.planar_layouts(ideal(1)).any()  # n = 2: no third feature
+
+
+def test_loss_claims_name_the_layouts_below_the_candidates():
+    laid = with_layouts(ideal(2))
+    loss = laid.loss.clone()
+    for i, j in LAYOUTS:
+        loss[i, j] *= 0.97
+    below = recipe.loss_claim(replace(laid, loss=loss))
+    assert not below.held and "4/42 cells below it" in below.measured
+    assert ("of the 4 cells below it, 1 pair the extra feature antipodally with unequal norms, 2 free a "
+            "dimension with an antipodal pair of important features with a norm below 1, 1 hold all 3 "
+            "features with no antipodal pair") in below.measured
+    ours = recipe.our_loss_claim(replace(laid, loss=loss))
+    assert not ours.held and "cause: 1 of the 4 cells below it hold all 3 features" in ours.measured
+    assert "(r = 0.1, 1 − S = 1); pair angles 120–120°" in ours.measured and "3 cells below it not identified" \
+        in ours.measured
+
+
+def test_sharpness_cause_names_a_layout_outside_the_phases():
+    laid = with_layouts(ideal(2))
+    phases = laid.trained.phase.clone()
+    phases[0, -2] = NOT_REPRESENTED  # the r = 0.1 row goes ragged, as in the test above
+    ragged = replace(with_phases(laid, phases), best_weights=laid.best_weights)
+    claim = recipe.sharpness_claim(ragged)
+    assert not claim.held and "cause: 0 of the 0 cells between phases and 1 of the 1 rough rows" in claim.measured
+    plain = recipe.sharpness_claim(replace(ragged, best_weights=ideal(2).best_weights))
+    assert not plain.held and "cause" not in plain.measured  # nothing outside the phases: no cause
 
 
 def test_the_paper_protocol_averages_the_kept_restarts():

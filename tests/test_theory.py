@@ -250,13 +250,23 @@ def test_unequal_pair_is_the_brute_force_optimum(p, r):
     assert a > c > 0.5  # the more important feature gets the longer vector; both are represented
 
 
-def test_unequal_pairs_lower_the_superposition_loss_only():
+def test_unequal_pairs_lower_the_superposition_loss_and_the_freed_pair_only():
     r, p = torch.logspace(-1, 1, 5), torch.logspace(0, -2, 5)
     for m in (1, 2):
         paper, ours = phase_diagram(m, r, p), phase_diagram(m, r, p, unequal_pairs=True)
-        torch.testing.assert_close(ours.losses[:SUPERPOSITION], paper.losses[:SUPERPOSITION])
+        torch.testing.assert_close(ours.losses[NOT_REPRESENTED], paper.losses[NOT_REPRESENTED])
         assert (ours.losses[SUPERPOSITION] <= paper.losses[SUPERPOSITION] * (1 + 1e-12)).all()
         assert (ours.losses[SUPERPOSITION] < paper.losses[SUPERPOSITION] * 0.995).any()
+        assert (ours.losses[DEDICATED] <= paper.losses[DEDICATED] * (1 + 1e-12)).all()
+        if m == 1:  # no freed pair
+            torch.testing.assert_close(ours.losses[DEDICATED], paper.losses[DEDICATED])
+    # m = 2 at 1 − S = 0.62 (the trained freed pair has norms 0.85, biases 0.24): the freed pair with
+    # free norms beats both the paper's unit-norm pair (2f*) and dropping a feature (var), by > 5%.
+    dense = torch.tensor([0.616], dtype=torch.float64)
+    paper, ours = phase_diagram(2, [1.0], dense), phase_diagram(2, [1.0], dense, unequal_pairs=True)
+    assert float(ours.losses[DEDICATED]) < 0.95 * float(paper.losses[DEDICATED])
+    pair = unequal_pair([1.0], dense)
+    assert pair.norms[0, 0].tolist() == pytest.approx([0.85, 0.85], abs=0.02)
     found = unequal_pair(r, p)
     # r = 1 (the middle row): the best pair is symmetric. Dense, it is the tie of the linear regime:
     # W = ±1/√2, b = 1/2 reproduces x₁ + x₂'s mean, error 1/12 = var, like dropping a feature.

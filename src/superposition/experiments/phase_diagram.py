@@ -12,9 +12,13 @@ train ten models for each point and average over the results, discarding the mod
 highest loss." The figure shows that average next to the best of the ten and the theory.
 
 Two theories: the paper's candidates (W = [1, 0], [0, 1], [1, −1] and for m = 2 the pair freeing
-a dimension), and ours, which adds antipodal pairs of unequal norms (`theory.unequal_pair`,
-numerically optimised): trained models use them and beat the paper's candidates by a few percent
-where the extra feature's importance differs from 1.
+a dimension), and ours, which frees the norms and biases of every antipodal pair
+(`theory.unequal_pair`, numerically optimised): trained models use unequal norms and beat the
+paper's candidates by a few percent where the extra feature's importance differs from 1, and for
+m = 2 at dense inputs they shrink the freed pair (norms 0.85 at 1 − S = 0.62). When a claim is not
+held, the layouts of the best models in the offending cells are named (`pair_layouts`,
+`planar_layouts`): next to the triple point some m = 2 models hold all three features without an
+antipodal pair, a layout no candidate has.
 
 Claims (per model; thresholds fixed before the runs):
 
@@ -39,7 +43,7 @@ samples hold almost no coincidences of two features, exactly where the phases di
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -168,6 +172,7 @@ class PhaseResult:
     kept: Tensor | None = None  # [R, P, N] bool: all but the highest-loss restart (the paper's protocol)
     restarts: int = 1
     steps: int = 0
+    best_weights: Tensor | None = None  # [R, P, n, m]: W of the best restart of each cell
 
     @property
     def label(self) -> str:
@@ -218,7 +223,8 @@ def analyse_weights(W: Tensor, loss: Tensor, n_hidden: int, relative_importance:
     ours = phase_diagram(n_hidden, r, p, unequal_pairs=True) if unequal_pairs else None
     return PhaseResult(n_hidden, r, p, trained, pick(loss), phase_diagram(n_hidden, r, p), ours,
                        found.phase.reshape(shape), loss.reshape(shape), drop_worst(loss).reshape(shape),
-                       restarts, steps)
+                       restarts, steps, W.gather(1, best[..., None, None].expand(-1, 1, *W.shape[2:]))
+                       .squeeze(1).reshape(*shape[:2], *W.shape[2:]))
 
 
 def analyse(run: Run) -> PhaseResult:
@@ -332,6 +338,54 @@ def transition_width(phase: Tensor) -> Tensor:
     return torch.where(change.any(-1), last - first + 1, 0)
 
 
+REPRESENTED_NORM = 0.5
+"""A feature counts as represented by the best model of a cell when ‖W_i‖ is at least this."""
+ANTIPODAL_COS = -0.9
+"""Two represented features form an antipodal pair when their cosine is at most this."""
+
+
+def planar_layouts(result: PhaseResult) -> Tensor:
+    """``[R, P]`` bool: cells whose best model represents all n ≥ 3 features with no antipodal pair.
+
+    Every phase of the theory (and every candidate of ours) drops a feature or pairs two
+    antipodally, so such a cell holds a layout outside all of them: a triangle when every pair is
+    obtuse. Always False for n = 2 or without `PhaseResult.best_weights`.
+    """
+    W = result.best_weights
+    if W is None or W.shape[-2] < 3:
+        return torch.zeros(result.trained.phase.shape, dtype=torch.bool)
+    norms = W.norm(dim=-1)
+    unit = W / norms.clamp(min=1e-12).unsqueeze(-1)
+    cos = unit @ unit.transpose(-1, -2)
+    off = ~torch.eye(W.shape[-2], dtype=torch.bool)
+    antipodal = ((cos <= ANTIPODAL_COS) & off).any(-1).any(-1)
+    return (norms >= REPRESENTED_NORM).all(-1) & ~antipodal
+
+
+def _layout_cells(result: PhaseResult, cells: Tensor) -> str:
+    """The (r, 1 − S) of `cells` and the angle range of their best models' feature pairs."""
+    W = result.best_weights[cells]  # [K, n, m]
+    unit = W / W.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    cos = (unit @ unit.transpose(-1, -2))[:, *torch.triu_indices(W.shape[-2], W.shape[-2], 1)]
+    angles = torch.rad2deg(torch.arccos(cos.clamp(-1, 1)))
+    r, p = result.relative_importance, result.feature_probability
+    where = ", ".join(f"(r = {fmt(float(r[i]))}, 1 − S = {fmt(float(p[j]))})" for i, j in cells.nonzero().tolist())
+    return f"{where}; pair angles {float(angles.min()):.0f}–{float(angles.max()):.0f}°"
+
+
+def _sharpness_cause(result: PhaseResult, between: Tensor, rough_rows: Tensor) -> str:
+    """The cells between phases and rough rows that a layout outside the phases accounts for."""
+    planar = planar_layouts(result)
+    explained = between & planar
+    rows = rough_rows & planar.any(-1)
+    if not (bool(explained.any()) or bool(rows.any())):
+        return ""
+    return (f"; cause: {int(explained.sum())} of the {int(between.sum())} cells between phases and "
+            f"{int(rows.sum())} of the {int(rough_rows.sum())} rough rows hold best models with all "
+            f"{result.best_weights.shape[-2]} features represented and no antipodal pair, a layout outside "
+            f"the three phases ({_layout_cells(result, planar & (between | rough_rows[:, None]))})")
+
+
 def sharpness_claim(result: PhaseResult) -> ClaimResult:
     """Order parameters at pure-phase values; at most one change of phase along each r row."""
     t = result.trained
@@ -340,13 +394,15 @@ def sharpness_claim(result: PhaseResult) -> ClaimResult:
     share = float(between.float().mean())
     width = transition_width(t.phase)
     rough = int((width > MAX_WIDTH).sum())
+    held = share <= MAX_INTERMEDIATE and rough == 0
+    cause = "" if held else _sharpness_cause(result, between, width > MAX_WIDTH)
     return ClaimResult(
         SECTION, f"{result.label}: the phase change is sharp",
         f"≤ {MAX_INTERMEDIATE:.0%} of cells between phases (‖W_e‖ in {NORM_BAND}, or represented with "
         f"|cos| in {COS_BAND}); along every r row all changes of phase within {MAX_WIDTH} neighbouring cells",
         f"{int(between.sum())}/{between.numel()} cells between phases ({share:.0%}); {rough} rows change over more "
-        f"cells (widest: {int(width.max())})",
-        share <= MAX_INTERMEDIATE and rough == 0)
+        f"cells (widest: {int(width.max())}){cause}",
+        held)
 
 
 PAPER_PROTOCOL = ("To reduce noise, we train ten models for each point and average over the results, "
@@ -389,7 +445,8 @@ def _disagreement(result: PhaseResult) -> str:
             f"{result.restarts} avoids")
 
 
-def _loss_claim(result: PhaseResult, theory: PhaseDiagram, which: str, cause: str) -> ClaimResult:
+def _loss_claim(result: PhaseResult, theory: PhaseDiagram, which: str,
+                cause: str | Callable[[Tensor], str]) -> ClaimResult:
     lowest = theory.losses.min(0).values
     ratio = result.loss.double() / lowest
     below = ratio < 1 - BELOW_TOLERANCE
@@ -399,7 +456,7 @@ def _loss_claim(result: PhaseResult, theory: PhaseDiagram, which: str, cause: st
     measured = (f"{share:.1%} of cells within the window; {int(below.sum())}/{below.numel()} cells below it "
                 f"(trained / theory {fmt(float(ratio.min()))}–{fmt(float(ratio.max()))})")
     if bool(below.any()):
-        measured += f"; {cause}"
+        measured += f"; {cause if isinstance(cause, str) else cause(below)}"
     return ClaimResult(
         SECTION, f"{result.label}: training reaches the closed-form optimum ({which})",
         f"best seed's expected loss within −{BELOW_TOLERANCE:.0%}/+{LOSS_TOLERANCE:.0%} of the lowest candidate's "
@@ -410,8 +467,54 @@ def _loss_claim(result: PhaseResult, theory: PhaseDiagram, which: str, cause: st
 def loss_claim(result: PhaseResult) -> ClaimResult:
     """Against the paper's candidates: trained models that beat them show a missing solution."""
     return _loss_claim(result, result.theory, "the paper's candidates",
-                       "the trained models below it pair the extra feature antipodally with unequal norms, "
-                       "a solution the paper's candidates (W = [1, −1]) lack")
+                       lambda below: _below_candidates(result, below))
+
+
+EQUAL_NORMS = 0.01
+"""An antipodal pair's norms count as unequal, or as shrunk from 1, by more than this."""
+PAIR_NORM = 0.1
+"""Features shorter than this have no direction worth a cosine: they join no antipodal pair."""
+
+
+def pair_layouts(result: PhaseResult) -> tuple[Tensor, Tensor]:
+    """``[R, P]`` bool maps of two layouts the paper's candidates (norms fixed at 1) lack.
+
+    - the extra feature antipodal to another with unequal norms (‖a‖ and ‖c‖ differ by > `EQUAL_NORMS`);
+    - two important features antipodal with a norm below 1 − `EQUAL_NORMS` (the freed pair of the
+      dedicated phase for m ≥ 2, shrunk, or with unequal norms).
+    """
+    W = result.best_weights
+    none = torch.zeros(result.trained.phase.shape, dtype=torch.bool)
+    if W is None:
+        return none, none
+    norms = W.norm(dim=-1)  # [R, P, n]
+    unit = W / norms.clamp(min=1e-12).unsqueeze(-1)
+    cos = unit @ unit.transpose(-1, -2)
+    n = W.shape[-2]
+    present = norms >= PAIR_NORM
+    pairs = (cos <= ANTIPODAL_COS) & ~torch.eye(n, dtype=torch.bool) & present[..., :, None] & present[..., None, :]
+    gap = (norms[..., :, None] - norms[..., None, :]).abs()
+    unequal_extra = (pairs[..., -1, :] & (gap[..., -1, :] > EQUAL_NORMS)).any(-1)
+    shrunk = norms < 1 - EQUAL_NORMS
+    important = pairs[..., :-1, :-1] & (shrunk[..., :-1, None] | shrunk[..., None, :-1])
+    return unequal_extra, important.any(-1).any(-1)
+
+
+def _below_candidates(result: PhaseResult, below: Tensor) -> str:
+    """What the cells below the paper's candidates hold (the cause), by layout."""
+    unequal, shrunk = pair_layouts(result)
+    planar = planar_layouts(result)
+    counts = [(below & unequal, "pair the extra feature antipodally with unequal norms"),
+              (below & shrunk & ~unequal, "free a dimension with an antipodal pair of important features "
+                                          "with a norm below 1"),
+              (below & planar, f"hold all {result.best_weights.shape[-2] if result.best_weights is not None else 0} "
+                               "features with no antipodal pair")]
+    parts = [f"{int(cells.sum())} {text}" for cells, text in counts if bool(cells.any())]
+    rest = below & ~(unequal | shrunk | planar)
+    if bool(rest.any()):
+        parts.append(f"{int(rest.sum())} not identified")
+    return (f"cause: of the {int(below.sum())} cells below it, {', '.join(parts)}; the paper's candidates fix "
+            "every norm at 1 (W = [1, −1])")
 
 
 def our_loss_claim(result: PhaseResult) -> ClaimResult | None:
@@ -419,7 +522,20 @@ def our_loss_claim(result: PhaseResult) -> ClaimResult | None:
     if result.ours is None:
         return None
     return _loss_claim(result, result.ours, "with antipodal pairs of unequal norms",
-                       "a trained solution outside every candidate family (not investigated)")
+                       lambda below: _outside_families(result, below))
+
+
+def _outside_families(result: PhaseResult, below: Tensor) -> str:
+    """What the cells below our theory hold: layouts without an antipodal pair, or not identified."""
+    planar = below & planar_layouts(result)
+    parts = []
+    if bool(planar.any()):
+        parts.append(f"cause: {int(planar.sum())} of the {int(below.sum())} cells below it hold all "
+                     f"{result.best_weights.shape[-2]} features with no antipodal pair, a layout outside every "
+                     f"candidate family ({_layout_cells(result, planar)})")
+    if bool((below & ~planar).any()):
+        parts.append(f"{int((below & ~planar).sum())} cells below it not identified")
+    return "; ".join(parts)
 
 
 def result_claims(result: PhaseResult) -> list[ClaimResult]:
