@@ -26,6 +26,27 @@ def test_linear_and_dense_claims_detect_superposition():
     assert not br.dense_claim(top_orthonormal(1).unsqueeze(0)).held
 
 
+def test_linear_claim_says_when_training_had_not_reached_the_optimum():
+    p = torch.tensor([[1.0] * br.N_FEATURES, [0.01] * br.N_FEATURES])
+    importance = (br.IMPORTANCE_DECAY ** torch.arange(br.N_FEATURES, dtype=torch.float32)).expand(2, -1)
+    W = torch.stack([top_orthonormal(), top_orthonormal(2)])
+    b = torch.where(torch.arange(br.N_FEATURES) < br.TOP, 0.0, p / 2)  # the dropped features' means
+    excess = br.linear_excess(W, b, importance, p)
+    assert excess[0] == pytest.approx(0.0, abs=1e-6) and excess[1] > br.ABOVE_OPTIMUM  # the optimum; superposed
+    claim = br.linear_claim(W, [1.0, 0.01], excess)
+    assert not claim.held and claim.measured.endswith(
+        f"cause: not converged: where it fails, the exact loss is above the linear optimum (`theory.linear_optimal_"
+        f"loss`: the top 20 features kept orthogonally) (1 − S = 0.01: +{excess[1]:.2%})")
+    assert "cause" not in br.linear_claim(W, [1.0, 0.01], (0.0, 0.0)).measured  # at the optimum: no cause
+
+
+def test_dense_claim_says_when_training_had_not_settled():
+    W = top_orthonormal(1).unsqueeze(0)
+    assert br.dense_claim(W, (0.05,)).measured.endswith(
+        "; cause: not settled: the training loss still fell 5.0% over the second half of training")
+    assert "cause" not in br.dense_claim(W, (0.001,)).measured
+
+
 def test_order_and_antipodal_claims_on_pairs_of_the_least_important():
     W = top_orthonormal(4)  # features 16-19 paired with 20-23: the less important are superposed
     assert br.order_claim(W, 0.1).held and br.antipodal_claim(W, 0.1).held

@@ -47,7 +47,16 @@ def test_confused_claim_holds_for_45_degrees_only():
 
 def test_valley_claim_fails_off_the_valley():
     assert cf.valley_claim(analysis_at([30.0] * 3)).held
-    assert not cf.valley_claim(analysis_at([30.0] * 3, loss=0.05)).held
+    off = analysis_at([30.0] * 3, loss=0.05)
+    assert not cf.valley_claim(off).held and "cause" not in cf.valley_claim(off).measured  # no curve: no cause
+    loss = off.loss.clone()
+    loss[0] = 1 / 24  # model 0 on the valley, models 1 and 2 off it and still learning
+    falling = replace(off, loss=loss, late_fall=(0.0, 0.05, 0.2))
+    assert cf.valley_claim(falling).measured.endswith(
+        "; cause: not settled: the 2 models off the valley (‖W‖ 1, 1) still lost 5.0%–20.0% over the second half "
+        "of training")
+    stalled = replace(falling, late_fall=(0.0, 0.05, 0.001))  # one off the valley had stopped: no cause
+    assert "cause" not in cf.valley_claim(stalled).measured
 
 
 @pytest.mark.slow

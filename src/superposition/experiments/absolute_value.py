@@ -69,7 +69,7 @@ from ..analysis.neurons import (
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ..figures.neurons import neuron_stack_figure, polysemanticity_figure
 from ..run import Run
-from .base import ClaimResult, Recipe, fmt
+from .base import SETTLED, ClaimResult, Recipe, fmt, late_fall
 
 SECTION = "9 Computation in superposition"
 PROBABILITIES = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
@@ -88,9 +88,7 @@ FEW = 0.25
 """... 'a few': at most this fraction of the live neurons (fixed before measuring)."""
 CONSTRUCTION_SE = 2.0
 """The trained dense loss may exceed the sign-pair construction's exact loss by this many standard errors."""
-CURVE_WINDOW = 5
-"""Logged losses averaged at each end of the second half of training (`late_fall`)."""
-STALLED = 0.005
+STALLED = SETTLED
 """A run whose loss fell by less than this fraction over the second half of training had stalled."""
 
 
@@ -148,17 +146,6 @@ class SweepAnalysis:
     monosemantic neuron here, each at its best constant: I_i (p/3 − p²/4) / n summed (None without importance)."""
     late_fall: tuple[float, ...] | None = None
     """Relative fall of each instance's logged training loss over the second half of training (`late_fall`)."""
-
-
-def late_fall(curve: Sequence[Sequence[float]]) -> tuple[float, ...] | None:
-    """Relative fall of each instance's logged loss ``curve [inst][log]`` over the second half of training:
-    1 − (mean of the last `CURVE_WINDOW` logs) / (mean of the `CURVE_WINDOW` around the middle); None when
-    too few losses were logged."""
-    c = torch.as_tensor(curve, dtype=torch.float64)
-    if c.ndim != 2 or c.shape[1] < 4 * CURVE_WINDOW:
-        return None
-    start = c.shape[1] // 2 - CURVE_WINDOW // 2
-    return tuple((1 - c[:, -CURVE_WINDOW:].mean(1) / c[:, start:start + CURVE_WINDOW].mean(1)).tolist())
 
 
 def _covered(neurons: NeuronClasses) -> tuple[tuple[int, ...], ...]:
@@ -294,7 +281,7 @@ def construction_claim(s: SweepAnalysis) -> ClaimResult:
     held = loss <= built + CONSTRUCTION_SE * se
     return ClaimResult(SECTION, name, expected,
                        f"trained {fmt(loss)} ± {fmt(se)}, construction {fmt(built)} (ratio {fmt(loss / built)}){dup}"
-                       f"{'' if held else _stall_cause(s, k)}", held)
+                       f"{'' if held else _stall_cause(s, k) or _unsettled(s, k, compare=False)}", held)
 
 
 def _ranges(index: Sequence[int]) -> str:
@@ -350,13 +337,13 @@ def few_claim(s: SweepAnalysis) -> ClaimResult:
                        f"polysemantic ({poly:.0%}){_unsettled(s, k) if poly > FEW else ''}", poly <= FEW)
 
 
-def _unsettled(s: SweepAnalysis, k: int) -> str:
+def _unsettled(s: SweepAnalysis, k: int, compare: bool = True) -> str:
     """Where instance k's training loss still fell by more than `STALLED` over the second half of training:
-    that fall, and whether the all-monosemantic construction is as good as the trained model there."""
+    that fall, and (`compare`) whether the all-monosemantic construction is as good as the trained model there."""
     if s.late_fall is None or not s.late_fall[k] > STALLED:
         return ""
     text = f"; cause: not settled: the training loss still fell {s.late_fall[k]:.0%} over the second half of training"
-    if s.loss is not None and s.construction_loss is not None:
+    if compare and s.loss is not None and s.construction_loss is not None:
         se = (s.loss_se or (0.0,) * len(s.loss))[k]
         if s.construction_loss[k] <= s.loss[k] + CONSTRUCTION_SE * se:
             text += (f", and the polysemantic neurons buy no loss yet: the all-monosemantic sign-pair construction's "

@@ -18,11 +18,12 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from matplotlib.figure import Figure
 
 from .. import run as rundir
@@ -165,3 +166,21 @@ def _reuse(path: Path, config: RunConfig) -> Run:
 
 def fmt(value: float) -> str:
     return f"{value:.3g}"
+
+
+CURVE_WINDOW = 5
+"""Logged losses averaged at each end of the second half of training (`late_fall`)."""
+SETTLED = 0.005
+"""A run whose loss still fell by more than this fraction over the second half of training had not settled
+(and one that fell by less had stalled, where it stays above a known better solution)."""
+
+
+def late_fall(curve: Sequence[Sequence[float]]) -> tuple[float, ...] | None:
+    """Relative fall of each instance's logged loss ``curve [inst][log]`` (`Metrics.loss_curve`) over the
+    second half of training: 1 − (mean of the last `CURVE_WINDOW` logs) / (mean of the `CURVE_WINDOW` around
+    the middle); None when too few losses were logged."""
+    c = torch.as_tensor(curve, dtype=torch.float64)
+    if c.ndim != 2 or c.shape[1] < 4 * CURVE_WINDOW:
+        return None
+    start = c.shape[1] // 2 - CURVE_WINDOW // 2
+    return tuple((1 - c[:, -CURVE_WINDOW:].mean(1) / c[:, start:start + CURVE_WINDOW].mean(1)).tolist())

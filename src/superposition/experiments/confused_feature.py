@@ -27,7 +27,7 @@ from torch import Tensor
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ..models import forward
 from ..run import Run
-from .base import ClaimResult, Recipe, fmt
+from .base import SETTLED, ClaimResult, Recipe, fmt, late_fall
 
 SECTION = "4 Superposition as a phase change"
 RUN = "relu_output"
@@ -106,6 +106,8 @@ class ConfusedAnalysis:
     """Exact loss of the unit W at each of `profile_angles` with its best biases: the landscape along the angle."""
     confused_norm_loss: tuple[float, float] = (math.nan, math.nan)
     """The confused direction's best-bias loss at ‖W‖ = 1 − NORM_STEP and 1 + NORM_STEP."""
+    late_fall: tuple[float, ...] | None = None
+    """``[model]``: relative fall of each model's training loss over the second half of training (`late_fall`)."""
 
 
 def unit_directions(degrees: Tensor, norm: float = 1.0) -> Tensor:
@@ -131,7 +133,8 @@ def analyse(runs: dict[str, Run]) -> ConfusedAnalysis:
     at_confused = best_bias_loss(confused).tolist()
     angles, losses = angle_profile()
     return ConfusedAnalysis(w, torch.rad2deg(torch.atan2(w[:, 1].abs(), w[:, 0].abs())), w[:, 0] * w[:, 1] > 0,
-                            dense_loss(W, b), at_confused[0], angles, losses, (at_confused[1], at_confused[2]))
+                            dense_loss(W, b), at_confused[0], angles, losses, (at_confused[1], at_confused[2]),
+                            late_fall(run.metrics.loss_curve))
 
 
 def is_confused(a: ConfusedAnalysis) -> Tensor:
@@ -185,13 +188,28 @@ def valley_claim(a: ConfusedAnalysis) -> ClaimResult:
     """The trained models sit on the flat valley of the linear loss: ‖W‖ ≈ 1 and loss ≈ 1/24."""
     norms = a.weights.norm(dim=-1)
     rel = (a.loss / LINEAR_LOSS - 1).abs()
-    held = bool((rel <= LOSS_TOLERANCE).all() and ((norms - 1).abs() <= 0.05).all())
+    on = (rel <= LOSS_TOLERANCE) & ((norms - 1).abs() <= 0.05)
+    held = bool(on.all())
     return ClaimResult(SECTION, "n = 2, m = 1, dense and equal importance: every unit direction loses about "
                        "the same, and training lands on that valley (D* = 1)",
                        f"every model: ‖W‖ within ±0.05 of 1 and exact loss within {LOSS_TOLERANCE:.0%} of 1/24 "
                        f"(the loss of any unit W without the output ReLU)",
                        f"‖W‖ {fmt(float(norms.min()))}–{fmt(float(norms.max()))}; loss "
-                       f"{float(a.loss.min()):.6f}–{float(a.loss.max()):.6f} (1/24 = {LINEAR_LOSS:.6f})", held)
+                       f"{float(a.loss.min()):.6f}–{float(a.loss.max()):.6f} (1/24 = {LINEAR_LOSS:.6f})"
+                       f"{'' if held else _unsettled(a, ~on)}", held)
+
+
+def _unsettled(a: ConfusedAnalysis, off: Tensor) -> str:
+    """Said when every model off the valley was still learning at the end (its loss fell by more than
+    `SETTLED` over the second half of training)."""
+    if a.late_fall is None:
+        return ""
+    falls = torch.tensor(a.late_fall, dtype=torch.float64)[off]
+    if not bool((falls > SETTLED).all()):
+        return ""
+    norms = ", ".join(fmt(float(v)) for v in a.weights.norm(dim=-1)[off])
+    return (f"; cause: not settled: the {int(off.sum())} models off the valley (‖W‖ {norms}) still lost "
+            f"{float(falls.min()):.1%}–{float(falls.max()):.1%} over the second half of training")
 
 
 def _claims(a: ConfusedAnalysis) -> list[ClaimResult]:

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from ..analysis import dimensions_per_feature
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ..run import Run
-from .base import ClaimResult, Recipe, fmt
+from .base import SETTLED, ClaimResult, Recipe, fmt, late_fall
 
 SECTION = "5.1 Uniform superposition"
 SHAPES = {
@@ -44,10 +44,6 @@ D_TOLERANCE = 0.10
 """Relative |D*(n) − D*(2n)| / D*(2n) allowed at every p (fixed before training)."""
 RATIO_TOLERANCE = 0.10
 """Relative |‖W‖_F²(2m) / ‖W‖_F²(m) − 2| / 2 allowed at every p (fixed before training)."""
-CURVE_WINDOW = 5
-"""Logged losses averaged at each end of the second half of training."""
-SETTLED = 0.005
-"""A run whose loss still fell by more than this fraction over the second half of training had not settled."""
 
 
 def configs(quick: bool) -> dict[str, RunConfig]:
@@ -77,7 +73,7 @@ class ScalingAnalysis:
     m_pair: tuple[str, str]
     late_fall: dict[str, np.ndarray] | None = None
     """Run name → relative fall of the training loss over the second half of training ``[config]``
-    (mean of the last `CURVE_WINDOW` logged losses against that around the midpoint); None if unlogged."""
+    (mean of the last `base.CURVE_WINDOW` logged losses against that around the midpoint); None if unlogged."""
     strong: dict[str, np.ndarray] | None = None
     """Run name → features with ‖W_i‖ > 0.5 ``[config]`` (the rest smeared at small norms, as when dense)."""
 
@@ -88,22 +84,16 @@ def analyse(runs: dict[str, Run]) -> ScalingAnalysis:
     f = {name: r.W.double().square().sum(dim=(-2, -1)).numpy() for name, r in runs.items()}
     quick = shapes["base"] == SHAPES["base"][0]
     first = next(iter(runs.values()))
-    falls = {name: late_fall(r) for name, r in runs.items()}
+    falls = {name: _fall(r) for name, r in runs.items()}
     strong = {name: (r.W.norm(dim=-1) > 0.5).sum(-1).numpy() for name, r in runs.items()}
     return ScalingAnalysis(tuple(float(p) for p in first.metrics.feature_probability), shapes, d, f,
                            N_PAIR[quick], M_PAIR[quick],
                            None if any(v is None for v in falls.values()) else falls, strong)
 
 
-def late_fall(run: Run) -> np.ndarray | None:
-    """Relative fall of each instance's logged training loss over the second half of training
-    ``[config]``, or None when too few losses were logged."""
-    curve = np.asarray(run.metrics.loss_curve, dtype=float)
-    if curve.ndim != 2 or curve.shape[1] < 4 * CURVE_WINDOW:
-        return None
-    mid = curve.shape[1] // 2
-    middle = curve[:, mid - CURVE_WINDOW // 2: mid - CURVE_WINDOW // 2 + CURVE_WINDOW].mean(1)
-    return 1 - curve[:, -CURVE_WINDOW:].mean(1) / middle
+def _fall(run: Run) -> np.ndarray | None:
+    fall = late_fall(run.metrics.loss_curve)
+    return None if fall is None else np.asarray(fall)
 
 
 def _row(values: np.ndarray) -> str:
