@@ -212,3 +212,21 @@ def test_peaks_claim_says_when_other_factors_swamp_the_polytopes_lines():
     alone = geometry.composition(factors[:1], ps[:1])  # polytopes only: no 'other' to blame
     assert "cause" not in geometry.peaks_claim(geometry.pooled_peaks(W[:1]), geometry.peak_counts(W[:1]), 1,
                                                alone).measured
+
+
+def test_shapes_claim_says_when_the_features_form_no_small_factors():
+    """Digons in one model, crowded 'other' factors in the rest: no polytope besides digons, and the cause
+    counts the features in 'other' factors; digons alone (nothing to blame) give no cause."""
+    crowded = torch.randn(6, N, M, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    crowded = crowded / crowded.norm(dim=-1, keepdim=True)
+    crowded[:, 15:] = 0
+    W = torch.cat([many_models(*[DIGON] * M, count=1), crowded])
+    factors = [tegum_factors(w) for w in W]
+    c = geometry.composition(factors, [1 / (k + 2) for k in range(W.shape[0])])
+    claim = geometry.shapes_claim(factors, c)
+    others = c.features["other"]
+    assert not claim.held and claim.measured.startswith("found digon; cause: few features separate into small "
+                                                        f"factors: of the {others + 2 * M} represented features")
+    assert "from 1/(1 − S) = 3 on, each model's represented features form one connected factor" in claim.measured
+    pairs = factors[:1]
+    assert "cause" not in geometry.shapes_claim(pairs, geometry.composition(pairs, [0.5])).measured

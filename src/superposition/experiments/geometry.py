@@ -248,19 +248,35 @@ def sum_claim(W: Tensor, factors: Sequence[Sequence[TegumFactor]], ps: Sequence[
                        len(chosen) >= 2 and worst <= SUM_TOLERANCE)
 
 
-def shapes_claim(factors: Sequence[Sequence[TegumFactor]]) -> ClaimResult:
-    """Besides digons, at least two of the other polytopes occur somewhere in the sweep."""
+def shapes_claim(factors: Sequence[Sequence[TegumFactor]], composition: Composition | None = None) -> ClaimResult:
+    """Besides digons, at least two of the other polytopes occur somewhere in the sweep; with the sweep's
+    `Composition`, a cause when they do not."""
     found = {f.shape for model in factors for f in model}
     others = [s for s in POLYTOPES_BESIDES_DIGONS if s in found]
+    held = "digon" in found and len(others) >= 2
     return ClaimResult(SECTION, "Besides antipodal pairs, features form other uniform polytopes",
                        f"digons and ≥ 2 of {', '.join(POLYTOPES_BESIDES_DIGONS)} identified as tegum factors",
-                       f"found {', '.join(s for s in ('digon', *others) if s in found) or 'none'}",
-                       "digon" in found and len(others) >= 2)
+                       f"found {', '.join(s for s in ('digon', *others) if s in found) or 'none'}"
+                       f"{'' if held or composition is None else _shapes_cause(composition)}", held)
+
+
+def _shapes_cause(c: Composition) -> str:
+    """Said when most represented features lie in 'other' factors: the sparse models' features are all
+    connected (|cos| > `EDGE_THRESHOLD`), so they split into no factor small enough to be a polytope."""
+    total = sum(c.features.values())
+    others = c.features.get(OTHER, 0)
+    if total == 0 or others * 2 <= total:
+        return ""
+    whole = (f"; from 1/(1 − S) = {fmt(c.one_factor_from)} on, each model's represented features form one "
+             f"connected factor" if c.one_factor_from is not None else "")
+    return (f"; cause: few features separate into small factors: of the {total} represented features pooled, "
+            f"{others} ({100 * others / total:.0f}%) lie in 'other' factors (connected by |cos| > "
+            f"{EDGE_THRESHOLD:g}, but no recognised polytope){whole}")
 
 
 def _claims(a: Analysis) -> list[ClaimResult]:
     return [peaks_claim(a.pooled, a.per_level, a.W.shape[0], a.composition), sum_claim(a.W, a.factors, a.probabilities),
-            shapes_claim(a.factors)]
+            shapes_claim(a.factors, a.composition)]
 
 
 RECIPE = Recipe("geometry", SECTION, "the uniform models' features as tegum products of polytopes",
