@@ -188,7 +188,8 @@ def test_few_claim_says_when_the_model_had_not_settled():
 
 def test_late_fall():
     assert av.late_fall([[2.0] * 15 + [1.0] * 10 + [0.25] * 15]) == pytest.approx((0.75,))  # middle 1, end 0.25
-    assert av.late_fall([[1.0] * 19]) is None
+    assert av.late_fall([[4.0] * 4 + [2.0] * 4 + [1.0] * 4]) == pytest.approx((0.5,))  # 12 logs: windows of 3
+    assert av.late_fall([[1.0] * 7]) is None
 
 
 def test_configs_and_registry():

@@ -106,6 +106,17 @@ def test_claims_on_constructed_models():
                 for m, t in zip(models, [4, 3, 2, 1], strict=True)]
     held = [c.held for c in dd._claims_of(monotone, p)]
     assert held == [True, True, False, False, False, False, False]
+    assert "cause" not in dd.bump_claim(monotone, p).measured  # every set memorised: nothing to blame
+    unlearnt = [replace(m, train_loss=r, steps=1500) for m, r in zip(monotone, [0.0, 0.3, 0.5, 0.8], strict=True)]
+    bump, onset = dd.bump_claim(unlearnt, p), dd.generalising_claim(unlearnt, p)
+    assert bump.measured.endswith(
+        "; cause: no memorisation regime to peak after: the test loss is highest at the smallest T = 3 and only the "
+        "sets up to T = 3 are memorised after 1,500 steps (training loss ≤ 1% of the zero output's); from T = 10 on "
+        "they keep 30%–80% of it")
+    assert onset.measured.endswith("; cause: the test loss has no peak (see the double-descent row): it is highest "
+                                   "at the smallest T = 3, so the half-way point is measured down from there")
+    gaps = [replace(m, train_loss=r) for m, r in zip(monotone, [0.0, 0.3, 0.0, 0.8], strict=True)]
+    assert "cause" not in dd.bump_claim(gaps, p).measured  # memorised sets after unmemorised ones: no clean story
     smeared = [replace(models[0], D_X=torch.tensor([0.1, 0.3, 0.9]), train_loss=0.5), *models[1:]]
     assert [c.held for c in dd._claims_of(smeared, p)][:2] == [False, False]
 

@@ -177,10 +177,11 @@ SETTLED = 0.005
 
 def late_fall(curve: Sequence[Sequence[float]]) -> tuple[float, ...] | None:
     """Relative fall of each instance's logged loss ``curve [inst][log]`` (`Metrics.loss_curve`) over the
-    second half of training: 1 − (mean of the last `CURVE_WINDOW` logs) / (mean of the `CURVE_WINDOW` around
-    the middle); None when too few losses were logged."""
+    second half of training: 1 − (mean of the last w logs) / (mean of the w around the middle), with
+    w = `CURVE_WINDOW` or a quarter of the logs if fewer; None when fewer than 8 losses were logged."""
     c = torch.as_tensor(curve, dtype=torch.float64)
-    if c.ndim != 2 or c.shape[1] < 4 * CURVE_WINDOW:
+    if c.ndim != 2 or c.shape[1] < 8:
         return None
-    start = c.shape[1] // 2 - CURVE_WINDOW // 2
-    return tuple((1 - c[:, -CURVE_WINDOW:].mean(1) / c[:, start:start + CURVE_WINDOW].mean(1)).tolist())
+    w = min(CURVE_WINDOW, c.shape[1] // 4)
+    start = c.shape[1] // 2 - w // 2
+    return tuple((1 - c[:, -w:].mean(1) / c[:, start:start + w].mean(1)).tolist())

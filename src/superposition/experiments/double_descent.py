@@ -371,7 +371,25 @@ def bump_claim(models: list[Model], p: float) -> ClaimResult:
         "the minimum before it"
     return ClaimResult(SECTION, "Double descent: the test loss is non-monotonic in T, with a peak between the regimes",
                        f"an interior local maximum of the seed-mean test loss ≥ {BUMP:.0%} above the minimum before it",
-                       f"{at}; test/zero-output loss {', '.join(fmt(v) for v in loss)}", k is not None)
+                       f"{at}; test/zero-output loss {', '.join(fmt(v) for v in loss)}"
+                       f"{_no_memorisation(models, loss) if k is None else ''}", k is not None)
+
+
+def _no_memorisation(models: list[Model], loss: list[float]) -> str:
+    """Said when the seed-mean test loss is highest at the smallest T: the memorisation regime, whose end the
+    bump marks, ends at once, as the sets beyond the smallest ones are not memorised."""
+    if not loss or int(np.argmax(loss)) != 0:
+        return ""
+    sizes, train = mean_over_seeds(models, lambda m: m.train_loss / m.train_zero)
+    after = next((k for k, r in enumerate(train) if r > NEAR_ZERO), None)  # the first T not memorised
+    if not after or any(r <= NEAR_ZERO for r in train[after:]):  # none memorised, all, or not a prefix
+        return ""
+    last = sizes[after - 1]
+    steps = models[0].steps
+    trained = f" after {steps:,} steps" if steps else ""
+    return (f"; cause: no memorisation regime to peak after: the test loss is highest at the smallest T = {sizes[0]} "
+            f"and only the sets up to T = {last} are memorised{trained} (training loss ≤ {NEAR_ZERO:.0%} of the zero "
+            f"output's); from T = {sizes[after]} on they keep {train[after]:.0%}–{max(train[after:]):.0%} of it")
 
 
 def norm_claim(models: list[Model], name: str, value) -> ClaimResult:
@@ -394,6 +412,9 @@ def generalising_claim(models: list[Model], p: float) -> ClaimResult:
     low, high = GENERALISING_TP
     held = onset is not None and low <= onset * p <= high
     measured = "never" if onset is None else f"T = {onset}, T·(1−S) = {fmt(onset * p)}"
+    if not held and peak is None and k == 0:
+        measured += (f"; cause: the test loss has no peak (see the double-descent row): it is highest at the smallest "
+                     f"T = {sizes[0]}, so the half-way point is measured down from there")
     return ClaimResult(SECTION, "The generalising regime starts near T·(1−S) ≈ 10 (each feature seen ~10 times)",
                        f"the test loss is half-way down from its peak to its largest-T value at T·(1−S) in "
                        f"[{low:g}, {high:g}]", measured, held)
