@@ -41,6 +41,28 @@ def test_recovery_claims_hold_and_fail_as_they_should():
     assert "0.94" in claims[0].measured  # the measured value is reported
 
 
+def test_dead_claim_says_when_the_extra_latents_stay_alive_without_a_feature():
+    alive = dataclasses.replace(_dictionary_result([[0.7, 0.97, 0.99, 0.96]]),
+                                matchless=np.array([[0.0, 0.0, 0.1, 0.25]]))
+    claim = sae_recovery.dead_claim(alive)
+    assert not claim.held and claim.measured.endswith(
+        "; cause: at R = 4 the latents beyond G stay alive without a feature of their own: 64 of 256 (25%) have "
+        "cosine < 0.5 with every true feature (at R = 1: 0%)")
+    matched = dataclasses.replace(alive, matchless=np.array([[0.0, 0.0, 0.0, 0.05]]))
+    assert "cause" not in sae_recovery.dead_claim(matched).measured  # they duplicate features: not this cause
+
+
+def test_matchless_latents():
+    from superposition.sae import metrics
+
+    truth = torch.eye(4)[:3]  # three true features in four dimensions
+    learned = torch.stack([torch.eye(4)[[0, 1, 2, 0]], torch.tensor([[1.0, 0, 0, 0], [1, 1, 1, 1], [1, 1, 0, 0],
+                                                                    [0, 0, 0, 1]])])
+    assert metrics.matchless_latents(truth, learned).tolist() == [0, 1]  # (1,1,1,1) reaches 0.5; e₄ reaches 0
+    mask = torch.tensor([[True] * 4, [True, True, True, False]])
+    assert metrics.matchless_latents(truth, learned, mask).tolist() == [0, 0]
+
+
 def test_toy_claims():
     ok = sae_recovery.ToyResult(np.ones(10), 10, 9, 0.95)
     poor = sae_recovery.ToyResult(np.ones(10), 10, 7, 0.5)

@@ -108,6 +108,7 @@ class DictionaryResult:
     dead_fraction: np.ndarray  # [alpha, ratio]
     loss: np.ndarray  # [alpha, ratio] final training loss (reconstruction + α L1)
     larger: np.ndarray  # [alpha, ratio - 1] MMCS of the dictionary at ratio r with the one at the next ratio
+    matchless: np.ndarray | None = None  # [alpha, ratio] fraction of latents matching no true feature (cos < 0.5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +142,9 @@ def analyse_dictionary(config: SAEConfig, store: Path | None = None) -> Dictiona
     larger = np.array([[float(sm.mmcs_between(dec[r, a][None], dec[r + 1, a][None], mask[r, a][None],
                                               mask[r + 1, a][None])) for r in range(shape[0] - 1)]
                        for a in range(shape[1])])
-    return DictionaryResult(config, tuple(n / g for n in config.n_latents), mmcs, dead, loss, larger)
+    matchless = sm.matchless_latents(source.features, sae.decoder, sae.mask).double().numpy()
+    return DictionaryResult(config, tuple(n / g for n in config.n_latents), mmcs, dead, loss, larger,
+                            matchless.reshape(shape).T / latents)
 
 
 def analyse_toy(run: Run, quick: bool, store: Path | None = None) -> ToyResult:
@@ -232,8 +235,22 @@ def dead_claim(d: DictionaryResult) -> ClaimResult:
                        f"at the best α: dead fraction ≤ {DEAD_AT_G:g} for R ≤ 1, > {DEAD_BEYOND_G:g} at "
                        f"R = {d.ratios[-1]:g}",
                        f"α = {d.config.l1_coefficient[a]:g}: dead fraction "
-                       + ", ".join(f"{fmt(v)}" for v in dead) + f" at R = {', '.join(f'{r:g}' for r in d.ratios)}",
-                       held)
+                       + ", ".join(f"{fmt(v)}" for v in dead) + f" at R = {', '.join(f'{r:g}' for r in d.ratios)}"
+                       + ("" if held else _alive_cause(d, a)), held)
+
+
+def _alive_cause(d: DictionaryResult, a: int) -> str:
+    """Said when the largest dictionary has too few dead latents but many that match no true feature:
+    the latents beyond G stay alive on combinations or fragments of features instead of dying."""
+    if d.matchless is None or not float(d.dead_fraction[a, -1]) <= DEAD_BEYOND_G:
+        return ""
+    share = float(d.matchless[a, -1])
+    if not share > DEAD_BEYOND_G:
+        return ""
+    latents = round(d.ratios[-1] * d.config.source.dictionary.n_features)
+    return (f"; cause: at R = {d.ratios[-1]:g} the latents beyond G stay alive without a feature of their own: "
+            f"{round(share * latents)} of {latents} ({share:.0%}) have cosine < {sm.MATCHLESS_COSINE:g} with every "
+            f"true feature (at R = 1: {float(d.matchless[a, _at(d, 1.0)]):.0%})")
 
 
 def elbow_claim(d: DictionaryResult) -> ClaimResult:

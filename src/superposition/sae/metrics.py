@@ -56,6 +56,19 @@ def mmcs_between(a: Tensor, b: Tensor, mask_a: Tensor | None = None, mask_b: Ten
     return torch.where(mask_a, best, 0.0).sum(-1) / mask_a.sum(-1).clamp(min=1)
 
 
+MATCHLESS_COSINE = 0.5
+"""A latent whose decoder direction has a cosine below this with every true feature matches none."""
+
+
+def matchless_latents(truth: Tensor, learned: Tensor, mask: Tensor | None = None,
+                      cosine: float = MATCHLESS_COSINE) -> Tensor:
+    """int ``[inst]``: unmasked dictionary elements whose best cosine with every true feature is below
+    `cosine` (latents that fire on combinations or fragments of features rather than on one)."""
+    best = cosine_matrix(truth, learned).amax(1)  # [inst, latent]
+    low = best < cosine
+    return (low if mask is None else low & mask).sum(-1)
+
+
 def recovered(truth: Tensor, learned: Tensor, mask: Tensor | None = None,
               threshold: float = RECOVERED_COSINE) -> Tensor:
     """bool ``[inst, feat]``: true features with a dictionary element at cosine ≥ `threshold`."""
