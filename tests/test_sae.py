@@ -9,7 +9,16 @@ import torch
 
 from superposition.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 from superposition.run import Metrics, Run
-from superposition.sae import DictionaryConfig, SAEConfig, SourceConfig, build_source, evaluate_sae, train_sae
+from superposition.sae import (
+    DictionaryConfig,
+    SAEConfig,
+    SAERun,
+    SourceConfig,
+    build_source,
+    evaluate_sae,
+    support_scores,
+    train_sae,
+)
 from superposition.sae import metrics as sm
 from superposition.sae.model import init_params, loss_and_grads, reference_loss
 from superposition.sae.train import make_buffers
@@ -234,6 +243,33 @@ def test_topk_sae_on_a_toy_model_with_orthogonal_features_recovers_them_all():
     assert scores.n_true == 6 and scores.recovered == [6]
     assert scores.mmcs[0] > 0.97 and scores.fve[0] > 0.9
     assert scores.loss_recovered is not None and scores.loss_recovered[0] > 0.9
+
+
+def exact_sae(run: Run, k: int) -> SAERun:
+    """A TopK SAE whose decoder rows and encoder columns are the toy model's features: a perfect dictionary
+    (a small negative encoder bias keeps rounding noise from firing latents)."""
+    n, m = run.config.model.n_features, run.config.model.n_hidden
+    config = SAEConfig(architecture="topk", n_latents=(n,), k=(k,), l1_coefficient=(0.0,), steps=1, batch_size=8,
+                       source=SourceConfig(kind="run", run_name=run.config.name))
+    W = run.W[0]
+    params = {"W_enc": W.T[None].contiguous(), "b_enc": torch.full((1, n), -1e-3), "W_dec": W[None].contiguous(),
+              "b_dec": torch.zeros(1, m)}
+    return SAERun(config, params, torch.zeros(1, n), m)
+
+
+def test_support_scores_tell_the_encoder_from_the_dictionary():
+    run = orthogonal_run()
+    source = build_source(exact_sae(run, 6).config, run)
+    exact = support_scores(exact_sae(run, 6), source, torch.ones(6, dtype=torch.bool))
+    assert float(exact.found[0]) > 0.99 and float(exact.spurious[0]) == pytest.approx(0.0, abs=1e-6)  # x < 1e-3: off
+    assert float(exact.oracle_loss_recovered[0]) == pytest.approx(1.0, abs=1e-4)
+    scrambled = exact_sae(run, 6)
+    scrambled.params["W_enc"] = scrambled.params["W_enc"][..., [1, 2, 3, 4, 5, 0]].contiguous()  # reads the wrong one
+    bad = support_scores(scrambled, source, torch.ones(6, dtype=torch.bool))
+    assert float(bad.found[0]) < 0.5 and float(bad.spurious[0]) > 0.5  # each latent fires for its neighbour
+    assert float(bad.oracle_loss_recovered[0]) == pytest.approx(1.0, abs=1e-4)  # the dictionary is still perfect
+    half = support_scores(exact_sae(run, 6), source, torch.tensor([0, 1, 2]))  # three of the features as the truth
+    assert float(half.found[0]) > 0.99 and 0.3 < float(half.spurious[0]) < 0.7
 
 
 def test_run_source_errors():

@@ -68,6 +68,15 @@ def test_toy_claims():
     poor = sae_recovery.ToyResult(np.ones(10), 10, 7, 0.5)
     assert [c.held for c in sae_recovery.toy_claims("toy_20_5", ok)] == [True, True]
     assert [c.held for c in sae_recovery.toy_claims("toy_20_5", poor)] == [False, False]
+    assert "cause" not in sae_recovery.toy_claims("toy_20_5", poor)[1].measured  # no support scores: no cause
+    encoder = dataclasses.replace(poor, found=0.54, spurious=0.5, oracle_loss_recovered=0.95, k=8)
+    assert sae_recovery.toy_claims("toy_400_30", encoder)[1].measured == (
+        "0.5; cause: the encoder picks the wrong latents, not the dictionary: 54% of the active features have a "
+        "matching latent (cosine ≥ 0.9) among the k = 8 fired, and 50% of the activation lands on latents matching "
+        "no active feature; given the true support, the SAE's own decoder (least-squares coefficients) recovers "
+        "0.95 of the loss")
+    dictionary = dataclasses.replace(encoder, oracle_loss_recovered=0.6)  # the dictionary itself falls short
+    assert "cause" not in sae_recovery.toy_claims("toy_400_30", dictionary)[1].measured
 
 
 def test_dictionary_analysis_on_a_small_seeded_run():

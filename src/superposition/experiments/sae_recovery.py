@@ -31,7 +31,15 @@ from ..analysis import represented
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ..figures.sae import counting_figure, mmcs_grid_figure, toy_recovery_figure
 from ..run import Run
-from ..sae import DictionaryConfig, SAEConfig, SourceConfig, build_source, evaluate_sae, stored_or_trained
+from ..sae import (
+    DictionaryConfig,
+    SAEConfig,
+    SourceConfig,
+    build_source,
+    evaluate_sae,
+    stored_or_trained,
+    support_scores,
+)
 from ..sae import metrics as sm
 from .base import ClaimResult, Recipe, fmt
 
@@ -117,6 +125,14 @@ class ToyResult:
     represented: int
     recovered: int
     loss_recovered: float
+    found: float | None = None
+    """Share of the active represented features that a fired latent matches (`sae.support_scores`)."""
+    spurious: float | None = None
+    """Share of the latents' activation on latents that match no active feature."""
+    oracle_loss_recovered: float | None = None
+    """Loss recovered by the SAE's decoder given the true support (least-squares coefficients)."""
+    k: int | None = None
+    """The TopK SAE's k."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,8 +169,11 @@ def analyse_toy(run: Run, quick: bool, store: Path | None = None) -> ToyResult:
     truth = run.W[0][represented(run.W)[0]]
     sae = stored_or_trained(config, store, run, source=source)
     scores = evaluate_sae(sae, source, features=truth)
+    support = support_scores(sae, source, represented(run.W)[0])
     best = sm.max_cosine(truth, sae.decoder, sae.mask)[0].numpy()
-    return ToyResult(best, truth.shape[0], scores.recovered[0], float(scores.loss_recovered[0]))
+    return ToyResult(best, truth.shape[0], scores.recovered[0], float(scores.loss_recovered[0]),
+                     float(support.found[0]), float(support.spurious[0]), float(support.oracle_loss_recovered[0]),
+                     config.k[0])
 
 
 def analyse(runs: dict[str, Run], store: Path | None = None) -> Result:
@@ -291,8 +310,22 @@ def toy_claims(name: str, t: ToyResult) -> list[ClaimResult]:
                     share >= TOY_RECOVERED),
         ClaimResult(SECTION, f"Spliced into the {label} model, the SAE keeps its loss",
                     f"loss recovered (ablated − spliced)/(ablated − clean) ≥ {TOY_LOSS_RECOVERED:g}",
-                    fmt(t.loss_recovered), t.loss_recovered >= TOY_LOSS_RECOVERED),
+                    fmt(t.loss_recovered) + ("" if t.loss_recovered >= TOY_LOSS_RECOVERED else _encoder_cause(t)),
+                    t.loss_recovered >= TOY_LOSS_RECOVERED),
     ]
+
+
+def _encoder_cause(t: ToyResult) -> str:
+    """Said when the dictionary would keep the loss given the true support: the encoder picks the latents."""
+    if t.oracle_loss_recovered is None or t.found is None or t.spurious is None:
+        return ""
+    if not t.oracle_loss_recovered >= TOY_LOSS_RECOVERED:
+        return ""
+    fired = f"the k = {t.k} fired" if t.k is not None else "the fired ones"
+    return (f"; cause: the encoder picks the wrong latents, not the dictionary: {t.found:.0%} of the active features "
+            f"have a matching latent (cosine ≥ {sm.RECOVERED_COSINE:g}) among {fired}, and {t.spurious:.0%} of the "
+            f"activation lands on latents matching no active feature; given the true support, the SAE's own decoder "
+            f"(least-squares coefficients) recovers {fmt(t.oracle_loss_recovered)} of the loss")
 
 
 def _claims(res: Result) -> list[ClaimResult]:

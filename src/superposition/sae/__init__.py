@@ -5,19 +5,19 @@
     model     batched SAEs, instance axis first: relu + L1, topk, batchtopk; hand-written gradients
     train     train_sae(config, run=None) -> SAERun, every instance in one step
     metrics   pure scores: MMCS, recovered features, dead/dense latents, L0, FVE, spliced loss
-    evaluate  evaluate_sae(sae, source) -> SAEScores
+    evaluate  evaluate_sae(sae, source) -> SAEScores; support_scores (the encoder against the true support)
     absorption  feature absorption on hierarchical features
     storage   save_sae / load_sae (config.json + weights.safetensors + metrics.json); stored_or_trained
     saelens   export_saelens / import_saelens (SAELens's cfg.json + sae_weights.safetensors)
 """
 
 from .config import DictionaryConfig, GridPoint, SAEConfig, SourceConfig
-from .evaluate import SAEScores, evaluate_sae
+from .evaluate import SAEScores, SupportScores, evaluate_sae, support_scores
 from .saelens import export_saelens, import_saelens
 from .sources import DictionarySource, RunSource, build_source
 from .storage import SAEDirError, load_sae, save_sae, stored_or_trained
 from .train import SAERun, train_sae
 
 __all__ = ["DictionaryConfig", "DictionarySource", "GridPoint", "RunSource", "SAEConfig", "SAEDirError", "SAERun",
-           "SAEScores", "SourceConfig", "build_source", "evaluate_sae", "export_saelens", "import_saelens",
-           "load_sae", "save_sae", "stored_or_trained", "train_sae"]
+           "SAEScores", "SourceConfig", "SupportScores", "build_source", "evaluate_sae", "export_saelens",
+           "import_saelens", "load_sae", "save_sae", "stored_or_trained", "support_scores", "train_sae"]

@@ -92,6 +92,77 @@ def _spliced(source: RunSource, batch: int, x_hat: torch.Tensor) -> dict:
             "clean_loss": float(out.clean[0])}
 
 
+@dataclass(frozen=True)
+class SupportScores:
+    """How well the encoder picks the latents of the active true features (a toy-model source, whose inputs
+    say which features are on); every field ``[inst]``."""
+
+    found: torch.Tensor
+    """Share of the active true features that some fired latent matches (cosine ≥ the threshold)."""
+    spurious: torch.Tensor
+    """Share of the latents' total activation on latents that match no active true feature."""
+    oracle_loss_recovered: torch.Tensor
+    """Loss recovered when the SAE's own decoder is given the true support: each active feature's best-matching
+    latent, with least-squares coefficients (what a perfect encoder could reach with this dictionary)."""
+
+
+RIDGE = 1e-6
+"""Ridge on the oracle's least squares (zero-padded supports give zero coefficients)."""
+
+
+def support_scores(sae: SAERun, source: RunSource, features: torch.Tensor, batch: int = 4096,
+                   threshold: float = metrics.RECOVERED_COSINE) -> SupportScores:
+    """Score the encoder against the truth on one held-out batch of `source`.
+
+    `features` ``[feat]`` bool or int: which of the toy model's features are the true features
+    (e.g. those it represents; `source.features[features]` are their directions).
+    """
+    from ..models import forward, readout, target
+    from ..registry import LOSSES
+    from .sources import EVAL_STEP
+
+    index = torch.as_tensor(features)
+    index = index.nonzero().flatten() if index.dtype == torch.bool else index.long()
+    truth = source.features[index]  # [T, hidden]
+    with torch.no_grad():
+        inputs = source.inputs(EVAL_STEP, batch)  # [1, batch, feat], the inputs of eval_batch
+        hidden = forward(source.model, source.params, inputs).hidden  # [1, batch, hidden]
+        active = inputs[0][:, index] != 0  # [batch, T]
+        threshold_t = sae.threshold if sae.config.architecture in ("batchtopk", "jumprelu") else None
+        acts = encode(sae.params, hidden[0], sae.buffers, threshold_t).acts  # [inst, batch, latent]
+        fired = acts > 0
+        cos = metrics.cosine_matrix(truth, sae.decoder).masked_fill(~sae.mask.unsqueeze(1), -2.0)  # [inst, T, L]
+        match = (cos >= threshold).float()
+        hits = torch.einsum("ibl,itl->ibt", fired.float(), match) > 0  # [inst, batch, T]
+        found = (hits & active).sum((1, 2)) / active.sum().clamp(min=1)
+        useful = torch.einsum("ibl,itl,bt->ibl", fired.float(), match, active.float()) > 0
+        spurious = 1 - (acts * useful).sum((1, 2)) / acts.sum((1, 2)).clamp(min=1e-30)
+        oracle = _oracle_reconstruction(sae, hidden[0], active, cos.argmax(-1))
+
+        def read(h: torch.Tensor) -> torch.Tensor:
+            params = {k: v.expand(h.shape[0], *v.shape[1:]) for k, v in source.params.items()}
+            return readout(source.model, params, h)
+
+        out = metrics.spliced_loss(read, target(source.target, inputs), source.spec.importance, hidden, oracle,
+                                   LOSSES.get(source.loss))
+    return SupportScores(found, spurious, out.loss_recovered)
+
+
+def _oracle_reconstruction(sae: SAERun, hidden: torch.Tensor, active: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
+    """``[inst, batch, hidden]``: b_dec + Σ c_j d_j over the best latents ``best [inst, T]`` of each example's
+    active features ``active [batch, T]``, c by least squares (ridge `RIDGE`) on ``hidden [batch, hidden]``."""
+    width = int(active.sum(-1).max()) if active.any() else 1
+    order = torch.argsort(active.float(), dim=-1, descending=True, stable=True)[:, :width]  # active first
+    on = active.gather(1, order)  # [batch, width]
+    dec, b_dec = sae.params["W_dec"].double(), sae.params["b_dec"].double()  # [inst, L, hidden], [inst, hidden]
+    latents = best.gather(1, order.flatten().expand(best.shape[0], -1)).view(best.shape[0], *order.shape)
+    A = torch.stack([dec[i][latents[i]] for i in range(dec.shape[0])]) * on[None, ..., None]  # [inst, batch, w, h]
+    y = hidden.double()[None] - b_dec[:, None]  # [inst, batch, hidden]
+    gram = A @ A.transpose(-1, -2) + RIDGE * torch.eye(width, dtype=torch.float64)
+    coef = torch.linalg.solve(gram, (A @ y.unsqueeze(-1))).squeeze(-1)  # [inst, batch, w]
+    return (b_dec[:, None] + (coef.unsqueeze(-1) * A).sum(-2)).to(hidden.dtype)
+
+
 def evaluate_absorption(sae: SAERun, source, batch: int = 4096):
     """`absorption.absorption` of every instance on a held-out batch of a hierarchy `DictionarySource`."""
     from .absorption import absorption
