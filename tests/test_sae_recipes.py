@@ -52,6 +52,29 @@ def test_dead_claim_says_when_the_extra_latents_stay_alive_without_a_feature():
     assert "cause" not in sae_recovery.dead_claim(matched).measured  # they duplicate features: not this cause
 
 
+def test_near_one_claim_says_where_the_latents_went():
+    short = dataclasses.replace(_dictionary_result([[0.7, 0.94, 0.99, 0.96]]), unrecovered=np.array([[40, 6, 0, 1]]),
+                                doubled=np.array([[0, 4, 9, 12]]), dead_count=np.array([[0, 1, 2, 30]]),
+                                matchless=np.array([[0.0, 1 / 64, 0.1, 0.3]]))
+    claim = sae_recovery.near_one_claim(short)
+    assert not claim.held and claim.measured.endswith(
+        "; cause: latents spent elsewhere: R = 1 (α = 0.003): 6 of 64 true features have no latent at cosine ≥ 0.9, "
+        "while of its 64 latents 4 double a feature another latent covers, 1 never fire and 1 match no feature "
+        "(cosine < 0.5)")
+    spare = dataclasses.replace(short, doubled=np.zeros((1, 4)), dead_count=np.zeros((1, 4)),
+                                matchless=np.zeros((1, 4)))
+    assert "cause" not in sae_recovery.near_one_claim(spare).measured  # every latent on its own feature
+
+
+def test_doubled_latents():
+    from superposition.sae import metrics
+
+    truth = torch.eye(4)[:3]
+    learned = torch.tensor([[[1.0, 0, 0, 0], [0.99, 0.1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]]])
+    assert metrics.doubled_latents(truth, learned).tolist() == [1]  # two latents on feature 0
+    assert metrics.doubled_latents(truth, learned, torch.tensor([[True, False, True, True]])).tolist() == [0]
+
+
 def test_matchless_latents():
     from superposition.sae import metrics
 

@@ -117,6 +117,9 @@ class DictionaryResult:
     loss: np.ndarray  # [alpha, ratio] final training loss (reconstruction + α L1)
     larger: np.ndarray  # [alpha, ratio - 1] MMCS of the dictionary at ratio r with the one at the next ratio
     matchless: np.ndarray | None = None  # [alpha, ratio] fraction of latents matching no true feature (cos < 0.5)
+    unrecovered: np.ndarray | None = None  # [alpha, ratio] true features without a latent at cosine ≥ 0.9
+    doubled: np.ndarray | None = None  # [alpha, ratio] latents on a true feature another latent covers
+    dead_count: np.ndarray | None = None  # [alpha, ratio] latents that never fire on the evaluation batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,8 +162,11 @@ def analyse_dictionary(config: SAEConfig, store: Path | None = None) -> Dictiona
                                               mask[r + 1, a][None])) for r in range(shape[0] - 1)]
                        for a in range(shape[1])])
     matchless = sm.matchless_latents(source.features, sae.decoder, sae.mask).double().numpy()
+    doubled = sm.doubled_latents(source.features, sae.decoder, sae.mask).double().numpy()
+    unrecovered = g - np.array(scores.recovered, dtype=float)
+    grid_of = lambda v: np.asarray(v, dtype=float).reshape(shape).T  # noqa: E731
     return DictionaryResult(config, tuple(n / g for n in config.n_latents), mmcs, dead, loss, larger,
-                            matchless.reshape(shape).T / latents)
+                            grid_of(matchless) / latents, grid_of(unrecovered), grid_of(doubled), grid_of(scores.dead))
 
 
 def analyse_toy(run: Run, quick: bool, store: Path | None = None) -> ToyResult:
@@ -230,12 +236,35 @@ def near_one_claim(d: DictionaryResult) -> ClaimResult:
     cols = [j for j, r in enumerate(d.ratios) if r >= 1]
     best = d.mmcs[:, cols].max(axis=0)
     a = d.config.l1_coefficient[int(np.argmax(d.mmcs[:, _at(d, 1.0)]))]
+    held = bool((best >= NEAR_ONE).all())
+    failing = [j for j, v in zip(cols, best, strict=True) if v < NEAR_ONE]
     return ClaimResult(SECTION, "Once the dictionary has at least G latents and α is suitable, the SAE recovers the "
                        "true features: MMCS near 1",
                        f"best MMCS over α ≥ {NEAR_ONE:g} at every R ≥ 1",
                        "best MMCS " + ", ".join(f"R = {d.ratios[j]:g}: {fmt(v)}" for j, v in zip(cols, best,
                                                                                               strict=True))
-                       + f" (α = {a:g} at R = 1)", bool((best >= NEAR_ONE).all()))
+                       + f" (α = {a:g} at R = 1)" + ("" if held else _missed_cause(d, failing)), held)
+
+
+def _missed_cause(d: DictionaryResult, failing: list[int]) -> str:
+    """Where the best dictionary of a failing R leaves features without a latent: how many, and where its
+    latents went instead (onto features already covered, dead, or matching no feature)."""
+    if d.unrecovered is None or d.doubled is None or d.dead_count is None or d.matchless is None:
+        return ""
+    g = d.config.source.dictionary.n_features
+    parts = []
+    for j in failing:
+        a = int(np.argmax(d.mmcs[:, j]))
+        latents = round(d.ratios[j] * g)
+        missed, doubled = int(d.unrecovered[a, j]), int(d.doubled[a, j])
+        dead, matchless = int(d.dead_count[a, j]), round(float(d.matchless[a, j]) * latents)
+        if missed == 0 or doubled + dead + matchless == 0:
+            return ""
+        parts.append(f"R = {d.ratios[j]:g} (α = {d.config.l1_coefficient[a]:g}): {missed} of {g} true features "
+                     f"have no latent at cosine ≥ {sm.RECOVERED_COSINE:g}, while of its {latents} latents {doubled} "
+                     f"double a feature another latent covers, {dead} never fire and {matchless} match no feature "
+                     f"(cosine < {sm.MATCHLESS_COSINE:g})")
+    return "; cause: latents spent elsewhere: " + "; ".join(parts)
 
 
 def below_g_claim(d: DictionaryResult) -> ClaimResult:

@@ -69,6 +69,20 @@ def matchless_latents(truth: Tensor, learned: Tensor, mask: Tensor | None = None
     return (low if mask is None else low & mask).sum(-1)
 
 
+def doubled_latents(truth: Tensor, learned: Tensor, mask: Tensor | None = None,
+                    threshold: float = RECOVERED_COSINE) -> Tensor:
+    """int ``[inst]``: latents spent on a true feature another latent already covers: the latents whose best
+    true feature they match at cosine ≥ `threshold`, minus the number of distinct features so matched."""
+    cos = cosine_matrix(truth, learned)  # [inst, feat, latent]
+    best, feature = cos.max(1)  # [inst, latent]
+    matched = best >= threshold
+    if mask is not None:
+        matched = matched & mask
+    per_feature = torch.zeros(cos.shape[:2], dtype=torch.long, device=cos.device)
+    per_feature.scatter_add_(1, feature, matched.long())
+    return matched.sum(-1) - (per_feature > 0).sum(-1)
+
+
 def recovered(truth: Tensor, learned: Tensor, mask: Tensor | None = None,
               threshold: float = RECOVERED_COSINE) -> Tensor:
     """bool ``[inst, feat]``: true features with a dictionary element at cosine ≥ `threshold`."""
