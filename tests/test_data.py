@@ -268,3 +268,17 @@ def test_a_run_trains_on_sparse_data_with_the_same_loss_as_on_dense():
     d, s = dense.metrics.final_loss[0], sparse.metrics.final_loss[0]
     assert abs(d - s) / d < 0.05  # same distribution, other draws
     assert not torch.equal(dense.W, sparse.W)
+
+
+def test_integer_gate_equals_the_float_comparison_bit_for_bit():
+    """`_gate` (integer compare) keeps exactly the elements `_unit(bits, 0) < p` keeps, at every p, including
+    probabilities on the 2⁻²⁴ grid, where the two comparisons are closest to differing."""
+    from superposition.data import _gate, _unit, random_bits
+
+    bits = random_bits(torch.tensor([3, 7]), torch.tensor(5), 512, 64)  # [2, 512, 64]
+    grid = torch.tensor([0.0, 2.0**-24, 3 * 2.0**-24, 0.5, 1 - 2.0**-24, 1.0])
+    p = torch.cat([torch.rand(58, generator=torch.Generator().manual_seed(0)), grid]).float()
+    p = torch.stack([p, p.flip(0)]).unsqueeze(1)  # [2, 1, 64]
+    assert torch.equal(_gate(bits, p), _unit(bits, 0) < p)
+    exact = (bits[..., :1] & 0xFFFFFF).to(torch.float32) * 2.0**-24  # p equal to an element's own uniform
+    assert torch.equal(_gate(bits[..., :1], exact), _unit(bits[..., :1], 0) < exact)

@@ -80,8 +80,16 @@ def random_bits(keys: Tensor, step: Tensor, batch: int, width: int, rows: tuple[
 
 
 def _unit(bits: Tensor, shift: int) -> Tensor:
-    """24 of the bits, from bit `shift` up, as a float32 uniform in [0, 1)."""
-    return (_lsr(bits, shift) & 0xFFFFFF).to(torch.float32) * (2.0**-24)
+    """24 of the bits, from bit `shift` (≤ 40) up, as a float32 uniform in [0, 1). The mask drops what an
+    arithmetic shift copies of the sign bit, so no logical shift is needed."""
+    return ((bits >> shift) & 0xFFFFFF).to(torch.float32) * (2.0**-24)
+
+
+def _gate(bits: Tensor, probability: Tensor) -> Tensor:
+    """``_unit(bits, 0) < probability`` in integers, bit for bit: k·2⁻²⁴ < p ⟺ k < ⌈p·2²⁴⌉ for an integer k
+    (p·2²⁴ is exact in float64). Two passes over the bits instead of five."""
+    threshold = torch.ceil(probability.double() * 2.0**24).to(torch.int64)
+    return (bits & 0xFFFFFF) < threshold
 
 
 class FeatureSpec(NamedTuple):
@@ -158,7 +166,7 @@ def _sample_rows(spec: FeatureSpec, step: Tensor, batch: int, rows: tuple[int, i
     bits = random_bits(spec.keys, step, batch, n_feat, rows)
     value = _magnitude(bits, magnitude, signed)
     if distribution == "independent":
-        keep = _unit(bits, 0) < spec.probability.unsqueeze(1)
+        keep = _gate(bits, spec.probability.unsqueeze(1))
     elif distribution == "exactly_k":
         keep = _exactly_k(_unit(bits, 0), n_active)
     else:
@@ -271,7 +279,7 @@ def _set_mask(spec: FeatureSpec, step: Tensor, batch: int, n_feat: int, set_size
     n_sets = n_feat // set_size
     bits = random_bits(spec.set_keys, step, batch, n_sets, rows)
     p_set = spec.probability[:, ::set_size].unsqueeze(1)  # [inst, 1, sets]
-    active = (_unit(bits, 0) < p_set).repeat_interleave(set_size, dim=-1)
+    active = _gate(bits, p_set).repeat_interleave(set_size, dim=-1)
     if not exclusive:
         return active
     chosen = (_unit(bits, 40) * set_size).long().clamp_(max=set_size - 1)
