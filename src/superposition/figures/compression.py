@@ -19,7 +19,7 @@ def compression_figure(eps: Sequence[float], mse: Mapping[int, Sequence[float]],
     **Arguments:** ``eps``: ramp widths (fraction of one step); ``mse``: Z → MSE per ε; ``linear``:
     the best linear MSE; ``trained``: label → a trained model's MSE. **Returns:** a Figure.
     """
-    fig = Figure(figsize=(5.0, 3.5), layout="constrained")
+    fig = Figure(figsize=(6.6, 3.5), layout="constrained")
     ax = fig.subplots()
     for color, (z, values) in zip(_colors(len(mse)), mse.items(), strict=True):
         if len(values) != len(eps):
@@ -31,7 +31,7 @@ def compression_figure(eps: Sequence[float], mse: Mapping[int, Sequence[float]],
     ax.set_xscale("log")
     ax.set_xlabel("ε (ramp width, fraction of a quantisation step)")
     ax.set_ylabel("MSE per value")
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside: the curves fill it
     _tidy(ax)
     return fig
 
