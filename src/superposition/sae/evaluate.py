@@ -73,23 +73,30 @@ def evaluate_sae(sae: SAERun, source: Source, batch: int = 4096, features: torch
 def _spliced(source: RunSource, batch: int, x_hat: torch.Tensor) -> dict:
     """The spliced-loss scores: the run's own loss with each SAE's reconstruction as its hidden layer
     (`superposition.models.readout`); none for a custom module, whose forward cannot be split."""
-    from ..models import forward, readout, target
-    from ..registry import LOSSES
     from .sources import EVAL_STEP
 
     if source.model.custom:
         return {}
     inputs = source.inputs(EVAL_STEP, batch)  # the same inputs as eval_batch(source, batch)
+    out = _spliced_loss(source, inputs, x_hat)
+    return {"loss_recovered": out.loss_recovered.tolist(), "spliced_loss": out.spliced.tolist(),
+            "clean_loss": float(out.clean[0])}
+
+
+def _spliced_loss(source: RunSource, inputs: torch.Tensor, reconstruction: torch.Tensor) -> metrics.SplicedLoss:
+    """`metrics.spliced_loss` of the run on ``inputs [1, batch, feat]`` with ``reconstruction [inst, batch,
+    hidden]`` as its hidden layer."""
+    from ..models import forward, readout, target
+    from ..registry import LOSSES
+
     hidden = forward(source.model, source.params, inputs).hidden
 
     def read(h: torch.Tensor) -> torch.Tensor:
         params = {k: v.expand(h.shape[0], *v.shape[1:]) for k, v in source.params.items()}
         return readout(source.model, params, h)
 
-    out = metrics.spliced_loss(read, target(source.target, inputs), source.spec.importance, hidden, x_hat,
-                               LOSSES.get(source.loss))
-    return {"loss_recovered": out.loss_recovered.tolist(), "spliced_loss": out.spliced.tolist(),
-            "clean_loss": float(out.clean[0])}
+    return metrics.spliced_loss(read, target(source.target, inputs), source.spec.importance, hidden, reconstruction,
+                                LOSSES.get(source.loss))
 
 
 @dataclass(frozen=True)
@@ -117,8 +124,7 @@ def support_scores(sae: SAERun, source: RunSource, features: torch.Tensor, batch
     `features` ``[feat]`` bool or int: which of the toy model's features are the true features
     (e.g. those it represents; `source.features[features]` are their directions).
     """
-    from ..models import forward, readout, target
-    from ..registry import LOSSES
+    from ..models import forward
     from .sources import EVAL_STEP
 
     index = torch.as_tensor(features)
@@ -138,13 +144,7 @@ def support_scores(sae: SAERun, source: RunSource, features: torch.Tensor, batch
         useful = torch.einsum("ibl,itl,bt->ibl", fired.float(), match, active.float()) > 0
         spurious = 1 - (acts * useful).sum((1, 2)) / acts.sum((1, 2)).clamp(min=1e-30)
         oracle = _oracle_reconstruction(sae, hidden[0], active, cos.argmax(-1))
-
-        def read(h: torch.Tensor) -> torch.Tensor:
-            params = {k: v.expand(h.shape[0], *v.shape[1:]) for k, v in source.params.items()}
-            return readout(source.model, params, h)
-
-        out = metrics.spliced_loss(read, target(source.target, inputs), source.spec.importance, hidden, oracle,
-                                   LOSSES.get(source.loss))
+        out = _spliced_loss(source, inputs, oracle)
     return SupportScores(found, spurious, out.loss_recovered)
 
 
