@@ -344,6 +344,13 @@ ANTIPODAL_COS = -0.9
 """Two represented features form an antipodal pair when their cosine is at most this."""
 
 
+def _norms_and_cosines(W: Tensor) -> tuple[Tensor, Tensor]:
+    """``W [..., n, m]`` → the features' norms ``[..., n]`` and pairwise cosines ``[..., n, n]``."""
+    norms = W.norm(dim=-1)
+    unit = W / norms.clamp(min=1e-12).unsqueeze(-1)
+    return norms, unit @ unit.transpose(-1, -2)
+
+
 def planar_layouts(result: PhaseResult) -> Tensor:
     """``[R, P]`` bool: cells whose best model represents all n ≥ 3 features with no antipodal pair.
 
@@ -354,9 +361,7 @@ def planar_layouts(result: PhaseResult) -> Tensor:
     W = result.best_weights
     if W is None or W.shape[-2] < 3:
         return torch.zeros(result.trained.phase.shape, dtype=torch.bool)
-    norms = W.norm(dim=-1)
-    unit = W / norms.clamp(min=1e-12).unsqueeze(-1)
-    cos = unit @ unit.transpose(-1, -2)
+    norms, cos = _norms_and_cosines(W)
     off = ~torch.eye(W.shape[-2], dtype=torch.bool)
     antipodal = ((cos <= ANTIPODAL_COS) & off).any(-1).any(-1)
     return (norms >= REPRESENTED_NORM).all(-1) & ~antipodal
@@ -365,8 +370,7 @@ def planar_layouts(result: PhaseResult) -> Tensor:
 def _layout_cells(result: PhaseResult, cells: Tensor) -> str:
     """The (r, 1 − S) of `cells` and the angle range of their best models' feature pairs."""
     W = result.best_weights[cells]  # [K, n, m]
-    unit = W / W.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-    cos = (unit @ unit.transpose(-1, -2))[:, *torch.triu_indices(W.shape[-2], W.shape[-2], 1)]
+    cos = _norms_and_cosines(W)[1][:, *torch.triu_indices(W.shape[-2], W.shape[-2], 1)]
     angles = torch.rad2deg(torch.arccos(cos.clamp(-1, 1)))
     r, p = result.relative_importance, result.feature_probability
     where = ", ".join(f"(r = {fmt(float(r[i]))}, 1 − S = {fmt(float(p[j]))})" for i, j in cells.nonzero().tolist())
@@ -487,9 +491,7 @@ def pair_layouts(result: PhaseResult) -> tuple[Tensor, Tensor]:
     none = torch.zeros(result.trained.phase.shape, dtype=torch.bool)
     if W is None:
         return none, none
-    norms = W.norm(dim=-1)  # [R, P, n]
-    unit = W / norms.clamp(min=1e-12).unsqueeze(-1)
-    cos = unit @ unit.transpose(-1, -2)
+    norms, cos = _norms_and_cosines(W)  # [R, P, n], [R, P, n, n]
     n = W.shape[-2]
     present = norms >= PAIR_NORM
     pairs = (cos <= ANTIPODAL_COS) & ~torch.eye(n, dtype=torch.bool) & present[..., :, None] & present[..., None, :]
