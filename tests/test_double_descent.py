@@ -221,3 +221,33 @@ def test_scorecard_puts_follow_ups_in_their_own_table():
     text = Scorecard(True, rows).to_markdown()
     assert text.index("| 1 Introduction") < text.index("## Follow-ups") < text.index(f"| {dd.SECTION}")
     assert "## Follow-ups" not in Scorecard(True, rows[:1]).to_markdown()
+
+
+def test_pentagon_claim_says_when_the_layout_was_still_forming():
+    forming = torch.tensor([0.4] * 4 + [0.19, 0.14] + [0.01] * 4)
+    history = torch.stack([torch.tensor([0.4] * 4 + [0.15, 0.17] + [0.01] * 4),  # step 0
+                           torch.tensor([0.4] * 4 + [0.16, 0.16] + [0.01] * 4),  # step 750
+                           forming])  # step 1500
+    unfinished = [replace(model(640, D=forming, seed=s), D_history=history, history_steps=(0, 750, 1500))
+                  for s in range(2)]
+    claim = dd.pentagon_claim(unfinished)
+    assert not claim.held
+    assert claim.measured.endswith(
+        "; cause: the layout was still forming when the cosine schedule ran out at step 1,500 (the note trains "
+        "50,000): from step 750 to 1,500 the 5th and 6th largest D_i moved by more than 10% (seed 0: the 5th "
+        "0.16 → 0.19, the 6th 0.16 → 0.14; seed 1: the 5th 0.16 → 0.19, the 6th 0.16 → 0.14)")
+    still = torch.stack([forming, forming, forming])  # the same layout all along: stuck, not forming
+    assert "cause" not in dd.pentagon_claim([replace(m, D_history=still) for m in unfinished]).measured
+    assert "cause" not in dd.pentagon_claim([replace(m, D_history=None) for m in unfinished]).measured
+    pentagon = torch.tensor([0.4] * 5 + [0.01] * 5)
+    mixed = [replace(unfinished[0], D=pentagon), replace(unfinished[1], D_history=still)]
+    assert dd.pentagon_claim(mixed).held and "cause" not in dd.pentagon_claim(mixed).measured
+
+
+def test_runs_keep_snapshots_that_give_the_layout_history():
+    config = dd._config(replace(dd.QUICK, steps=40, warmup=4, n_test=64), 20, 0)
+    assert config.train.snapshot_every == 4
+    m = dd.measure(sp.train(config, compile=False, progress=False))
+    assert m.D_history is not None and m.D_history.shape == (11, 100)
+    assert m.history_steps == tuple(range(0, 41, 4))
+    assert torch.allclose(m.D_history[-1], m.D)

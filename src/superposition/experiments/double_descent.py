@@ -18,7 +18,10 @@ invariant to that scale only if eps scales with it, so eps = 1e-8 / n (the rest 
 What we measured (FULL, 6/7 claims held): memorisation to ~0 training loss, the test-loss bump (small:
 1.25% at T = 40, T·(1−S) = 2), the norm peaks (T = 20-40), the pentagon at T = 640 (4/4 seeds) and
 generalisation from T·(1−S) ≈ 8; the T-gon only roughly. QUICK (5/7): its 1,500 steps leave the
-large-T pentagon unfinished (a sixth feature at D_i ≈ 0.19). Memorised sets are not always
+large-T pentagon unfinished: from step 750 to 1,500 the 5th largest D_i still rose 0.18 → 0.22 and
+0.16 → 0.19 while the 6th fell 0.17 → 0.14 (and 0.13 → 0.14), stalling as the cosine schedule ran out
+(the claim's cause reads this from the snapshots); the same sets trained for 3,000 steps (retrained
+outside the recipe) form pentagons, 5th D_i 0.34, 6th 0.03-0.05. Memorised sets are not always
 *regular* polygons: empty examples (x = 0) cannot be stored, three examples need only be more than
 90° apart to be reconstructed exactly (nothing equalises them: D_X 0.47-0.92 at T = 3), and at T = 10
 two or three examples are given up and the rest form a regular (T − k)-gon (D_X ≈ 2/8).
@@ -117,6 +120,11 @@ NORM_PEAK = 1.1
 """The norm's maximum over T must exceed its value at both ends of the grid by at least 10%."""
 GENERALISING_TP = (3.0, 30.0)
 """The note locates generalisation near T · (1 − S) ≈ 10; held within a factor ~3 either way."""
+SNAPSHOTS = 10
+"""Weight snapshots per run (the pentagon claim's cause reads how the layout moved)."""
+LAYOUT_MOVED = 0.1
+"""Cause only: the large-T layout was still forming when the 5th or 6th largest D_i moved by more than
+this fraction of its value over the second half of training."""
 GIVEN_UP = 0.5
 """A non-empty training example is given up (not memorised) when its squared reconstruction error
 exceeds this fraction of ‖x‖² (reported by the T-gon claim, which it does not judge)."""
@@ -127,7 +135,8 @@ def _config(size: Size, T: int, seed: int, m: int = 2) -> RunConfig:
         model=ModelConfig("relu_output", n_features=size.n_features, n_hidden=m),  # tied, xavier-normal init
         data=DataConfig(feature_probability=(size.p,), normalize=True, n_train=T, n_test=size.n_test),
         train=TrainConfig(steps=size.steps, batch_size=T, lr=1e-3, weight_decay=1e-2, schedule="cosine",
-                          warmup_steps=size.warmup, seed=seed, restarts=size.restarts, eps=1e-8 / size.n_features),
+                          warmup_steps=size.warmup, seed=seed, restarts=size.restarts, eps=1e-8 / size.n_features,
+                          snapshot_every=max(1, size.steps // SNAPSHOTS)),
         name=f"double-descent-T{T}-s{seed}" if m == 2 else f"double-descent-T{T}-m{m}-s{seed}")
 
 
@@ -179,6 +188,10 @@ class Model:
     """Each training example's squared reconstruction error over ‖x‖² ``[T]`` (NaN for an empty x)."""
     steps: int | None = None
     """Training steps."""
+    D_history: Tensor | None = None
+    """Feature dimensionality at each weight snapshot ``[snapshot, feat]`` (None without snapshots)."""
+    history_steps: tuple[int, ...] = ()
+    """The step of each snapshot."""
 
 
 def reconstruction_error(run: Run) -> Tensor:
@@ -200,7 +213,15 @@ def measure(run: Run) -> Model:
         train_zero=float(training_inputs(run)[0].square().mean()), test_zero=float(test.square().mean()),
         W_norm=float(run.W[0].norm()), b_norm=float(run.params["b"][0].norm()),
         D=feature_dimensionality(run.W[0]), D_X=data_dimensionality(h), W=run.W[0], h=h,
-        example_error=reconstruction_error(run), steps=run.config.train.steps)
+        example_error=reconstruction_error(run), steps=run.config.train.steps, **_history(run))
+
+
+def _history(run: Run) -> dict:
+    """`Model.D_history` and `history_steps` from the run's weight snapshots, if it kept any."""
+    if run.snapshots is None or "W" not in run.snapshots:
+        return {}
+    return {"D_history": feature_dimensionality(run.snapshots["W"][0]),
+            "history_steps": tuple(int(s) for s in run.snapshots["steps"].tolist())}
 
 
 def measure_all(runs: dict[str, Run]) -> list[Model]:
@@ -349,8 +370,34 @@ def pentagon_claim(models: list[Model]) -> ClaimResult:
     return ClaimResult(SECTION, "Large T: features form a pentagon (5 features with D_i well above the rest)",
                        f"at the largest T, 5 features with D_i > {PENTAGON_ON:g} (2/5 for a pentagon) and all others "
                        f"< {PENTAGON_OFF:g}, in at least half of the dataset seeds",
-                       f"T = {models[-1].T}: {count}/{len(largest)} seeds; top-6 D_i per seed: {tops}",
-                       2 * count >= len(largest))
+                       f"T = {models[-1].T}: {count}/{len(largest)} seeds; top-6 D_i per seed: {tops}"
+                       + ("" if 2 * count >= len(largest) else _forming(largest)), 2 * count >= len(largest))
+
+
+def _forming(models: list[Model]) -> str:
+    """Said when every model that is no pentagon was still changing its layout over the second half of
+    training: the 5th or 6th largest D_i moved by more than `LAYOUT_MOVED` of its value (snapshots)."""
+    parts, mid = [], None
+    for m in models:
+        if is_pentagon(m.D):
+            continue
+        if m.D_history is None or len(m.history_steps) < 3:
+            return ""
+        k = min(range(len(m.history_steps)), key=lambda i: abs(m.history_steps[i] - m.history_steps[-1] / 2))
+        before = torch.sort(m.D_history[k], descending=True).values[4:6]
+        after = torch.sort(m.D_history[-1], descending=True).values[4:6]
+        if not float(((after - before).abs() / before.clamp_min(1e-12)).max()) > LAYOUT_MOVED:
+            return ""
+        mid = m.history_steps[k]
+        parts.append(f"seed {m.seed}: the 5th {fmt(float(before[0]))} → {fmt(float(after[0]))}, the 6th "
+                     f"{fmt(float(before[1]))} → {fmt(float(after[1]))}")
+    if not parts:
+        return ""
+    end = models[0].history_steps[-1]
+    note = f" (the note trains {PAPER.steps:,})" if end < PAPER.steps else ""
+    return (f"; cause: the layout was still forming when the cosine schedule ran out at step {end:,}{note}: from "
+            f"step {mid:,} to {end:,} the 5th and 6th largest D_i moved by more than {LAYOUT_MOVED:.0%} "
+            f"({'; '.join(parts)})")
 
 
 def interior_peak(values: list[float]) -> int | None:
