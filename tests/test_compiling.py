@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -210,3 +211,16 @@ def test_the_background_compile_records_a_compile_then_the_load_the_next_run_pay
     choice = run.provenance["compile_choice"]
     assert choice["recorded"] and choice["compile"] == load  # the next run weighs the load, not the compile
     assert run.metrics.compiled == (choice["remaining"] * (choice["eager_step"] - choice["compiled_step"]) > load)
+
+
+def test_at_most_max_warming_background_compiles_run_at_once(records, monkeypatch):
+    started = warming(monkeypatch)
+    configs = [small(batch_size=64 + i) for i in range(compiling.MAX_WARMING + 2)]  # distinct steps, distinct locks
+    assert [compiling.warm_in_background(c, "cpu") for c in configs] == \
+        [True] * compiling.MAX_WARMING + [False, False]
+    assert len(started) == compiling.MAX_WARMING
+    started[0][1].unlink()  # one finishes: the next step may start
+    assert compiling.warm_in_background(configs[-1], "cpu")
+    stale = started[1][1]
+    os.utime(stale, (0, 0))  # a dead compile's lock does not count
+    assert compiling.warm_in_background(configs[-2], "cpu")

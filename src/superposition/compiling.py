@@ -68,6 +68,9 @@ BACKGROUND_ENV = "SUPERPOSITION_BACKGROUND_COMPILE"
 """Environment variable: ``0`` turns off compiling in the background."""
 WARMING_STALE_S = 1800.0
 """A background compile's lock older than this is taken to be dead and is replaced."""
+MAX_WARMING = 2
+"""Background compiles running at once at most (each is a ~300 MB process). A run of many shapes (a
+T sweep) started 9 at once; a step left out is offered again by its next eager run."""
 PROBE_STEPS = 4
 """Eager steps timed (after one warm-up step) before deciding."""
 _KEEP = 5  # recorded compile times kept per step
@@ -202,13 +205,16 @@ def record(key: str, compile_s: float, speedup: float | None = None, path: Path 
 
 def warm_in_background(config: RunConfig, device: torch.device | str) -> bool:
     """Start compiling the training step of `config` in a background process at idle priority (one
-    per step at a time: a lock file beside the records holds the config); True when started. Best
+    per step at a time, `MAX_WARMING` in all: a lock file beside the records holds the config); True
+    when started. Best
     effort: any failure only loses the hint."""
     lock = record_path().with_name(f"superposition-warming-{signature(config, device)}.json")
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
         if lock.exists() and time.time() - lock.stat().st_mtime > WARMING_STALE_S:
             lock.unlink(missing_ok=True)
+        if _warming(lock.parent) >= MAX_WARMING:
+            return False
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except OSError:
         return False  # already warming, or no writable cache directory
@@ -220,6 +226,18 @@ def warm_in_background(config: RunConfig, device: torch.device | str) -> bool:
         lock.unlink(missing_ok=True)
         return False
     return True
+
+
+def _warming(folder: Path) -> int:
+    """Background compiles running now: their locks in `folder` younger than `WARMING_STALE_S`."""
+    now = time.time()
+    count = 0
+    for lock in folder.glob("superposition-warming-*.json"):
+        try:
+            count += now - lock.stat().st_mtime <= WARMING_STALE_S
+        except OSError:
+            continue  # finished meanwhile
+    return count
 
 
 def _spawn(mode: str, lock: Path, wait: bool) -> None:
