@@ -21,7 +21,7 @@ from superposition.sae import (
 )
 from superposition.sae import metrics as sm
 from superposition.sae.model import init_params, loss_and_grads, reference_loss
-from superposition.sae.train import make_buffers
+from superposition.sae.train import learning_rate, make_buffers
 
 SMALL = DictionaryConfig(n_features=24, n_hidden=12)
 
@@ -48,6 +48,8 @@ def small(architecture: str = "relu", **kw) -> SAEConfig:
     (dict(n_latents=(0,)), r"sae.n_latents\[0\] = 0 is invalid: must be an integer >= 1"),
     (dict(n_latents=()), r"sae.n_latents = \(\) is invalid: must be a non-empty list"),
     (dict(steps=0), r"sae.steps = 0 is invalid"),
+    (dict(steps=10, lr_decay_steps=11), r"sae.lr_decay_steps = 11 is invalid: must be at most sae.steps \(10\)"),
+    (dict(lr_decay_steps=-1), r"sae.lr_decay_steps = -1 is invalid: must be an integer >= 0"),
 ])
 def test_bad_config_names_field_value_and_range(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -174,6 +176,16 @@ def test_training_is_deterministic_and_decoder_stays_unit_norm():
     assert all(torch.equal(a.params[k], b.params[k]) for k in a.params)
     norms = a.params["W_dec"].norm(dim=-1)[a.mask]
     assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+
+
+def test_learning_rate_decays_linearly_over_the_last_steps():
+    config = small(steps=10, lr=1e-3, lr_decay_steps=4)
+    rates = [float(learning_rate(config, torch.tensor(float(t)))) for t in range(1, 11)]
+    assert rates == pytest.approx([1e-3] * 6 + [1e-3, 7.5e-4, 5e-4, 2.5e-4])
+    assert learning_rate(small(steps=10), torch.tensor(3.0)) == small().lr  # no decay: the constant
+    decayed, constant = train_sae(small(lr_decay_steps=30, log_every=10)), train_sae(small(log_every=10))
+    assert [row[:3] for row in decayed.loss_curve] == [row[:3] for row in constant.loss_curve]  # until step 31
+    assert not torch.equal(decayed.params["W_dec"], constant.params["W_dec"])
 
 
 def test_topk_keeps_k_latents_and_batchtopk_on_average():

@@ -204,6 +204,9 @@ class SAEConfig:
     """Activations per step (shared by every instance)."""
     lr: float = 1e-3
     """Adam learning rate."""
+    lr_decay_steps: int = 0
+    """Decay the learning rate linearly to 0 over the last this many steps (SAELens's `lr_decay_steps`;
+    Anthropic's SAE recipe decays over the last 20%); 0 keeps it constant."""
     data_seed: int = 0
     """Seed of the activation stream (the same for every instance; separate from the init seeds)."""
     log_every: int = 100
@@ -224,6 +227,9 @@ class SAEConfig:
         _int("sae.steps", self.steps, 1)
         _int("sae.batch_size", self.batch_size, 1)
         _real("sae.lr", self.lr, 0.0, low_open=True)
+        _int("sae.lr_decay_steps", self.lr_decay_steps, 0)
+        if self.lr_decay_steps > self.steps:
+            _fail("sae.lr_decay_steps", self.lr_decay_steps, f"must be at most sae.steps ({self.steps})")
         _int("sae.data_seed", self.data_seed, 0)
         _int("sae.log_every", self.log_every, 1)
         _real("sae.threshold_decay", self.threshold_decay, 0.0, 1.0, high_open=True)

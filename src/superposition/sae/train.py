@@ -71,7 +71,7 @@ def make_buffers(config: SAEConfig) -> Buffers:
                    max(config.k) if config.k is not None else 0)
 
 
-def adam(params: Params, grads: Params, state: dict[str, Tensor], t: Tensor, lr: float) -> None:
+def adam(params: Params, grads: Params, state: dict[str, Tensor], t: Tensor, lr: Tensor | float) -> None:
     """One elementwise Adam update in place (bias-corrected); `t` is the 1-based step, a tensor."""
     b1, b2 = BETAS
     c1, c2 = 1 - b1**t, 1 - b2**t
@@ -83,12 +83,22 @@ def adam(params: Params, grads: Params, state: dict[str, Tensor], t: Tensor, lr:
         params[name].sub_(lr * (m / c1) / ((v / c2).sqrt() + EPS))
 
 
+def learning_rate(config: SAEConfig, t: Tensor) -> Tensor | float:
+    """The learning rate of 1-based step `t`: `config.lr`, decayed linearly over the last
+    `lr_decay_steps` steps so that the last step takes lr / lr_decay_steps (computed in the step's
+    graph from `t`, so one compiled step serves every step)."""
+    if not config.lr_decay_steps:
+        return config.lr
+    left = (config.steps - t + 1) / config.lr_decay_steps
+    return config.lr * left.clamp(max=1.0)
+
+
 def make_step(config: SAEConfig, buffers: Buffers) -> Callable[..., Tensor]:
     """The training step (params, state, threshold, x, t) -> loss [inst], mutating its arguments."""
 
     def step(params: Params, state: dict[str, Tensor], threshold: Tensor, x: Tensor, t: Tensor) -> Tensor:
         out = loss_and_grads(params, x, buffers)
-        adam(params, out.grads, state, t, config.lr)
+        adam(params, out.grads, state, t, learning_rate(config, t))
         if config.normalize_decoder:
             normalize_decoder(params, buffers.mask)
         if out.smallest is not None:
