@@ -224,3 +224,16 @@ def test_at_most_max_warming_background_compiles_run_at_once(records, monkeypatc
     stale = started[1][1]
     os.utime(stale, (0, 0))  # a dead compile's lock does not count
     assert compiling.warm_in_background(configs[-2], "cpu")
+
+
+def test_cpu_seconds_count_this_process_and_its_finished_children_not_waiting():
+    """What a background compile records: CPU time, which waiting at idle priority does not inflate."""
+    import subprocess
+    import sys
+    import time
+
+    start = compiling.cpu_seconds()
+    time.sleep(0.3)  # waiting costs no CPU
+    assert compiling.cpu_seconds() - start < 0.1
+    subprocess.run([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"], check=True)
+    assert compiling.cpu_seconds() - start > 0.1  # a child's work (the C++ compiler's) counts
