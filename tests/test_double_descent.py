@@ -234,7 +234,7 @@ def test_pentagon_claim_says_when_the_layout_was_still_forming():
     assert not claim.held
     assert claim.measured.endswith(
         "; cause: the layout was still forming when the cosine schedule ran out at step 1,500 (the note trains "
-        "50,000): from step 750 to 1,500 the 5th and 6th largest D_i moved by more than 10% (seed 0: the 5th "
+        "50,000): from step 750 to 1,500 the 5th or 6th largest D_i moved by more than 10% (seed 0: the 5th "
         "0.16 → 0.19, the 6th 0.16 → 0.14; seed 1: the 5th 0.16 → 0.19, the 6th 0.16 → 0.14)")
     still = torch.stack([forming, forming, forming])  # the same layout all along: stuck, not forming
     assert "cause" not in dd.pentagon_claim([replace(m, D_history=still) for m in unfinished]).measured

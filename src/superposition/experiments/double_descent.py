@@ -396,7 +396,7 @@ def _forming(models: list[Model]) -> str:
     end = models[0].history_steps[-1]
     note = f" (the note trains {PAPER.steps:,})" if end < PAPER.steps else ""
     return (f"; cause: the layout was still forming when the cosine schedule ran out at step {end:,}{note}: from "
-            f"step {mid:,} to {end:,} the 5th and 6th largest D_i moved by more than {LAYOUT_MOVED:.0%} "
+            f"step {mid:,} to {end:,} the 5th or 6th largest D_i moved by more than {LAYOUT_MOVED:.0%} "
             f"({'; '.join(parts)})")
 
 
