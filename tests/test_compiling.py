@@ -12,6 +12,7 @@ import torch
 
 import superposition as sp
 from superposition import compiling
+from superposition.models.fused import UNROLL_MAX_HIDDEN
 from superposition.train import _padded
 
 
@@ -25,6 +26,7 @@ def records(tmp_path, monkeypatch):
     """Records in a temporary file instead of the machine's Inductor cache."""
     path = tmp_path / compiling.RECORD_FILE
     monkeypatch.setattr(compiling, "record_path", lambda: path)
+    monkeypatch.setattr(compiling, "_compiled_here", {})  # nor what other tests compiled in this process
     return path
 
 
@@ -37,10 +39,35 @@ def test_signature_ignores_tensor_data_but_not_what_the_step_bakes_in():
     assert compiling.signature(base, "cuda") != key
     for changed in (replace(base.train, batch_size=512), replace(base.train, weight_decay=0.1)):
         assert compiling.signature(replace(base, train=changed), "cpu") != key
-    assert compiling.signature(replace(base, data=replace(base.data, feature_probability=(1.0,))), "cpu") != key
+    for changed in (replace(base.model, n_hidden=3), replace(base.model, kind="relu_hidden")):
+        assert compiling.signature(replace(base, model=changed), "cpu") != key
 
 
-def test_unseen_step_assumes_defaults_and_the_slowest_recorded_compile(records):
+def test_signature_leaves_out_the_sizes_compiled_symbolically():
+    """Feature and instance counts (and hidden sizes past the unrolled ones) share one dynamic-shape graph."""
+    base = small()
+    key = compiling.signature(base, "cpu")
+    for other in (replace(base, model=replace(base.model, n_features=40)),
+                  replace(base, data=replace(base.data, feature_probability=(1.0, 0.3, 0.1, 0.01))),
+                  replace(base, train=replace(base.train, restarts=7))):
+        assert compiling.signature(other, "cpu") == key
+    wide = replace(base, model=replace(base.model, n_features=100, n_hidden=UNROLL_MAX_HIDDEN + 1))
+    wider = replace(wide, model=replace(wide.model, n_hidden=UNROLL_MAX_HIDDEN + 20))
+    assert compiling.signature(wide, "cpu") == compiling.signature(wider, "cpu") != key
+
+
+def test_a_step_compiled_in_this_process_costs_its_last_first_call_and_is_recorded_once(records):
+    compiling.note_compiled("k", 14.0, speedup=5.0)  # the process's compile: recorded for the next process
+    est = compiling.estimate("k", eager_step=0.01, remaining=100)
+    assert est.recorded and est.compile == 14.0
+    compiling.note_compiled("k", 0.02, speedup=7.0)  # dynamo reused the graph: not a cache load
+    entry = json.loads(records.read_text())["k"]
+    assert entry == {"compile_s": [14.0], "speedup": [5.0, 7.0]}
+    est = compiling.estimate("k", eager_step=0.01, remaining=100)
+    assert est.compile == 0.02 and est.compiled_step == pytest.approx(0.01 / 6.0) and est.pays
+
+
+def test_unseen_step_assumes_defaults_and_the_median_recorded_cold_compile(records):
     est = compiling.estimate("new", eager_step=0.003, remaining=1000, records={})
     assert est.compile == compiling.DEFAULT_COLD_COMPILE_S and not est.recorded
     assert est.compiled_step == pytest.approx(0.003 / compiling.SMALL_STEP_DEFAULT_SPEEDUP)
@@ -48,8 +75,9 @@ def test_unseen_step_assumes_defaults_and_the_slowest_recorded_compile(records):
     big = compiling.estimate("new", eager_step=0.1, remaining=1000, records={})
     assert big.compiled_step == pytest.approx(0.1 / compiling.DEFAULT_SPEEDUP) and big.pays
     assert compiling.estimate("new", 0.003, 10_000_000, records={}).pays
-    seen = {"a": {"compile_s": [30.0, 2.0], "speedup": [5.0]}, "b": {"compile_s": [9.0], "speedup": []}}
-    assert compiling.estimate("new", 0.003, 1000, records=seen).compile == 30.0  # the slowest cold compile
+    seen = {"a": {"compile_s": [30.0, 2.0], "speedup": [5.0]}, "b": {"compile_s": [9.0], "speedup": []},
+            "c": {"compile_s": [12.0], "speedup": []}}
+    assert compiling.estimate("new", 0.003, 1000, records=seen).compile == 12.0  # the median cold compile
 
 
 def test_a_recorded_step_uses_its_cache_load_time_and_speedup(records):
