@@ -147,6 +147,15 @@ def test_console_script_is_installed(tmp_path):
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
 
 
+def test_python_dash_m_is_the_same_command_line(tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "superposition", "--version"], capture_output=True, text=True,
+                        timeout=60)
+    assert ok.returncode == 0 and ok.stdout.startswith("superposition ")
+    bad = subprocess.run([sys.executable, "-m", "superposition", "show", str(tmp_path / "missing")],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "missing" in bad.stderr
+
+
 def test_kill_9_then_the_same_command_resumes_to_the_same_weights(tmp_path):
     """A real SIGKILL mid-run: the directory never looks finished, and rerunning completes it exactly."""
     import signal

@@ -1,0 +1,5 @@
+"""``python -m superposition``: the same command line as ``superposition``."""
+
+from .cli import main
+
+raise SystemExit(main())
