@@ -19,6 +19,12 @@ os.environ["SUPERPOSITION_BACKGROUND_COMPILE"] = "0"
 
 import superposition as sp  # noqa: E402
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One worker process per core (the README's `-n auto`): one torch thread each, or they oversubscribe.
+    import torch  # noqa: E402
+
+    torch.set_num_threads(1)
+
 
 def unchecked(fn):
     """`fn` without the test-time shape check: for tests of the function's own error messages, which are

@@ -124,7 +124,7 @@ def test_the_costliest_groups_start_first():
 def test_parallel_experiments_give_the_scorecard_of_a_serial_reproduction(tmp_path):
     from superposition.reproduce import reproduce
 
-    names = ["intro", "l1-hidden"]
+    names = ["confused-feature", "compression"]  # two of the cheapest quick recipes (5-8 s each)
     serial = reproduce(tmp_path / "serial", quick=True, only=names, compile=False, progress=False, report=False, jobs=1)
     parallel = reproduce(tmp_path / "parallel", quick=True, only=names, compile=False, progress=False, report=False,
                          jobs=2)
