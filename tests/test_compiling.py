@@ -39,21 +39,44 @@ def test_signature_ignores_tensor_data_but_not_what_the_step_bakes_in():
     assert compiling.signature(base, "cuda") != key
     for changed in (replace(base.train, batch_size=512), replace(base.train, weight_decay=0.1)):
         assert compiling.signature(replace(base, train=changed), "cpu") != key
+    assert compiling.signature(replace(base, data=replace(base.data, feature_probability=(1.0,))), "cpu") != key
     for changed in (replace(base.model, n_hidden=3), replace(base.model, kind="relu_hidden")):
         assert compiling.signature(replace(base, model=changed), "cpu") != key
 
 
-def test_signature_leaves_out_the_sizes_compiled_symbolically():
+def test_with_shared_shapes_the_signature_leaves_out_the_sizes_compiled_symbolically():
     """Feature and instance counts (and hidden sizes past the unrolled ones) share one dynamic-shape graph."""
     base = small()
-    key = compiling.signature(base, "cpu")
-    for other in (replace(base, model=replace(base.model, n_features=40)),
-                  replace(base, data=replace(base.data, feature_probability=(1.0, 0.3, 0.1, 0.01))),
-                  replace(base, train=replace(base.train, restarts=7))):
-        assert compiling.signature(other, "cpu") == key
-    wide = replace(base, model=replace(base.model, n_features=100, n_hidden=UNROLL_MAX_HIDDEN + 1))
-    wider = replace(wide, model=replace(wide.model, n_hidden=UNROLL_MAX_HIDDEN + 20))
-    assert compiling.signature(wide, "cpu") == compiling.signature(wider, "cpu") != key
+    alone = compiling.signature(base, "cpu")
+    with compiling.shared_shapes():
+        assert compiling.shapes_shared()
+        key = compiling.signature(base, "cpu")
+        for other in (replace(base, model=replace(base.model, n_features=40)),
+                      replace(base, data=replace(base.data, feature_probability=(1.0, 0.3, 0.1, 0.01))),
+                      replace(base, train=replace(base.train, restarts=7))):
+            assert compiling.signature(other, "cpu") == key
+        assert compiling.signature(replace(base, model=replace(base.model, n_hidden=3)), "cpu") != key
+        wide = replace(base, model=replace(base.model, n_features=100, n_hidden=UNROLL_MAX_HIDDEN + 1))
+        wider = replace(wide, model=replace(wide.model, n_hidden=UNROLL_MAX_HIDDEN + 20))
+        assert compiling.signature(wide, "cpu") == compiling.signature(wider, "cpu") != key
+    assert key != alone and not compiling.shapes_shared()
+    assert compiling.signature(replace(base, model=replace(base.model, n_features=40)), "cpu") != alone
+
+
+def test_a_recipe_compiles_one_graph_for_runs_of_different_shapes(records, tmp_path, monkeypatch):
+    """Within shared shapes the second shape of a family reuses the first one's graph: no new compile."""
+    monkeypatch.setattr(compiling, "DEFAULT_COLD_COMPILE_S", 0.0)  # compiling "pays" at once
+    monkeypatch.setattr(compiling, "DEFAULT_SPEEDUP", 1e6)
+    with compiling.shared_shapes():
+        first = sp.train(small(steps=30), compile=True, progress=False)
+        other = small(steps=30)
+        other = replace(other, model=replace(other.model, n_features=9),
+                        data=replace(other.data, feature_probability=(1.0, 0.3, 0.1)))
+        counters = torch._dynamo.utils.counters
+        before = counters["stats"]["unique_graphs"]
+        second = sp.train(other, compile=True, progress=False)
+        assert counters["stats"]["unique_graphs"] == before  # the same graph, dynamic in features and instances
+    assert first.metrics.compiled and second.metrics.compiled and second.W.shape == (3, 9, 2)
 
 
 def test_a_step_compiled_in_this_process_costs_its_last_first_call_and_is_recorded_once(records):

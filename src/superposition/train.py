@@ -222,11 +222,16 @@ def make_step(config: RunConfig, compiled: bool, optimizer: TorchOptimizer | Non
     if not compiled:
         return step_fn
     _allow_recompiles()
-    # Dynamic shapes: one compiled step serves every feature and instance count (and hidden size above
-    # UNROLL_MAX_HIDDEN) of a model family, in this process and, through Inductor's cache, in the next;
-    # `compiling.signature` keys the cost records the same way. Measured on one core: a static step is
-    # 1-14% faster at 20 → 5 and 400 → 30, but every new shape paid 5-25 s of compiling.
-    return torch.compile(step_fn, fullgraph=True, dynamic=True)
+    # Dynamic shapes only where one process trains many shapes (`compiling.shared_shapes`); never
+    # torch's automatic choice, whose profile on disk would turn every later process's step dynamic.
+    dynamic = compiling.shapes_shared()
+    if dynamic:
+        # No "duck sizing": two sizes that happen to be equal (2 instances, 2 hidden) would share one
+        # symbol, and the hidden size, which the unrolled step specialises on, would pin the instances.
+        from torch.fx.experimental import _config as fx_config
+
+        fx_config.use_duck_shape = False
+    return torch.compile(step_fn, fullgraph=True, dynamic=dynamic)
 
 
 # Every run's step is the same code object with other closure values and shapes, so one process
