@@ -21,12 +21,17 @@ def small(steps: int = 40, **train) -> sp.RunConfig:
                         data=sp.DataConfig(feature_probability=(1.0, 0.1)), train=sp.TrainConfig(steps=steps, **train))
 
 
+@pytest.fixture(autouse=True)
+def fresh_process_memory(monkeypatch):
+    """No test here sees what another test compiled in this process (`compiling.compiled_here`)."""
+    monkeypatch.setattr(compiling, "_compiled_here", {})
+
+
 @pytest.fixture
 def records(tmp_path, monkeypatch):
     """Records in a temporary file instead of the machine's Inductor cache."""
     path = tmp_path / compiling.RECORD_FILE
     monkeypatch.setattr(compiling, "record_path", lambda: path)
-    monkeypatch.setattr(compiling, "_compiled_here", {})  # nor what other tests compiled in this process
     return path
 
 

@@ -131,12 +131,18 @@ def shared_shapes(enabled: bool = True) -> Iterator[None]:
     pay 5-25 s of compiling. Outside, each shape gets a static graph of its own, which a single run is
     better off with: measured at 5 → 2 × 10 on one core, 5,300 against 3,200 compiled steps/s and
     4 s against 7.7 s to load from the cache."""
+    from torch.fx.experimental import _config as fx_config
+
     global _shared_shapes
     old, _shared_shapes = _shared_shapes, enabled
+    # No "duck sizing" for these graphs: two sizes that happen to be equal (2 instances, 2 hidden)
+    # would share one symbol, and the hidden size, which the unrolled step specialises on, would pin
+    # the instances. (The step compiles at its first call, inside this context.)
+    old_duck, fx_config.use_duck_shape = fx_config.use_duck_shape, fx_config.use_duck_shape and not enabled
     try:
         yield
     finally:
-        _shared_shapes = old
+        _shared_shapes, fx_config.use_duck_shape = old, old_duck
 
 
 def shapes_shared() -> bool:
@@ -182,12 +188,11 @@ def estimate(key: str, eager_step: float, remaining: int, records: dict[str, dic
     records = read_records() if records is None else records
     entry = records.get(key)
     default = SMALL_STEP_DEFAULT_SPEEDUP if eager_step < SMALL_STEP_S else DEFAULT_SPEEDUP
+    speedup = statistics.median(entry["speedup"]) if entry and entry.get("speedup") else default
     here = compiled_here(key)
     if here is not None:
-        speedup = statistics.median(entry["speedup"]) if entry and entry.get("speedup") else default
         return Estimate(eager_step, eager_step / speedup, here, remaining, True)
     if entry is not None:
-        speedup = statistics.median(entry["speedup"]) if entry.get("speedup") else default
         times = entry["compile_s"]
         # One compile recorded: it was the cold one, and it left the step in the cache, so the next
         # cost is a load (as measured for other steps here, else assumed), not another compile.

@@ -224,14 +224,7 @@ def make_step(config: RunConfig, compiled: bool, optimizer: TorchOptimizer | Non
     _allow_recompiles()
     # Dynamic shapes only where one process trains many shapes (`compiling.shared_shapes`); never
     # torch's automatic choice, whose profile on disk would turn every later process's step dynamic.
-    dynamic = compiling.shapes_shared()
-    if dynamic:
-        # No "duck sizing": two sizes that happen to be equal (2 instances, 2 hidden) would share one
-        # symbol, and the hidden size, which the unrolled step specialises on, would pin the instances.
-        from torch.fx.experimental import _config as fx_config
-
-        fx_config.use_duck_shape = False
-    return torch.compile(step_fn, fullgraph=True, dynamic=dynamic)
+    return torch.compile(step_fn, fullgraph=True, dynamic=compiling.shapes_shared())
 
 
 # Every run's step is the same code object with other closure values and shapes, so one process

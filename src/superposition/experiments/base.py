@@ -117,7 +117,20 @@ def run_recipe(recipe: Recipe, out: str | os.PathLike[str], *, quick: bool = Fal
     (out_dir / EXPERIMENT).unlink(missing_ok=True)
     locations: dict[str, str] = {}
     with shared_shapes():  # a recipe trains many shapes: one compiled graph per model family
-        _train_runs(recipe, quick, out_dir, result, locations, shared, device, compile, progress, overwrite)
+        for name, config in recipe.configs(quick).items():
+            path, key = out_dir / name, config.to_json()
+            elsewhere = (shared or {}).get(key)
+            if elsewhere is not None and rundir.is_complete(elsewhere) and not rundir.is_complete(path):
+                path = elsewhere
+            if (not overwrite or path != out_dir / name) and rundir.is_complete(path):
+                result.runs[name] = _reuse(path, config)
+                result.reused.append(name)
+            else:
+                result.runs[name] = train(config, device=device, compile=compile, progress=progress, out=path,
+                                          overwrite=overwrite)
+            locations[name] = os.path.relpath(path, out_dir)
+            if shared is not None:
+                shared[key] = path
     store = out_dir / ANALYSIS
     if overwrite:
         shutil.rmtree(store, ignore_errors=True)
@@ -133,26 +146,6 @@ def run_recipe(recipe: Recipe, out: str | os.PathLike[str], *, quick: bool = Fal
         "figures": [p.name for p in result.figures.values()], "started": started, "finished": rundir.now(),
         "seconds": round(result.seconds, 2)})
     return result
-
-
-def _train_runs(recipe: Recipe, quick: bool, out_dir: Path, result: RecipeResult, locations: dict[str, str],
-                shared: dict[str, Path] | None, device: str, compile: CompileMode, progress: bool,
-                overwrite: bool) -> None:
-    """Train (or reuse) every run of the recipe into `result.runs`, noting where each lives."""
-    for name, config in recipe.configs(quick).items():
-        path, key = out_dir / name, config.to_json()
-        elsewhere = (shared or {}).get(key)
-        if elsewhere is not None and rundir.is_complete(elsewhere) and not rundir.is_complete(path):
-            path = elsewhere
-        if (not overwrite or path != out_dir / name) and rundir.is_complete(path):
-            result.runs[name] = _reuse(path, config)
-            result.reused.append(name)
-        else:
-            result.runs[name] = train(config, device=device, compile=compile, progress=progress, out=path,
-                                      overwrite=overwrite)
-        locations[name] = os.path.relpath(path, out_dir)
-        if shared is not None:
-            shared[key] = path
 
 
 def read_experiment(path: str | os.PathLike[str]) -> dict[str, Any] | None:
