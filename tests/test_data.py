@@ -282,3 +282,77 @@ def test_integer_gate_equals_the_float_comparison_bit_for_bit():
     assert torch.equal(_gate(bits, p), _unit(bits, 0) < p)
     exact = (bits[..., :1] & 0xFFFFFF).to(torch.float32) * 2.0**-24  # p equal to an element's own uniform
     assert torch.equal(_gate(bits[..., :1], exact), _unit(bits[..., :1], 0) < exact)
+
+
+# --- the sparse step ----------------------------------------------------------------------------
+
+
+def sparse_run_config(**data_kw):
+    return sp.RunConfig(model=sp.ModelConfig(n_features=800, n_hidden=3),
+                        data=sp.DataConfig(feature_probability=(0.002, 0.001), sampler="sparse", **data_kw),
+                        train=sp.TrainConfig(steps=150, batch_size=64, lr=3e-3, log_every=50))
+
+
+def train_both_ways(cfg, monkeypatch):
+    """The run with sparse batches kept sparse, and the same run with them made dense first."""
+    import importlib
+
+    train_module = importlib.import_module("superposition.train")
+
+    assert train_module.sparse_inputs(cfg)
+    sparse = sp.train(cfg, compile=False, progress=False)
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module, "sparse_inputs", lambda config: False)
+        dense = sp.train(cfg, compile=False, progress=False)
+    return sparse, dense
+
+
+def test_the_sparse_step_trains_as_the_dense_step_on_the_same_draws(monkeypatch):
+    sparse, dense = train_both_ways(sparse_run_config(), monkeypatch)
+    torch.testing.assert_close(sparse.W, dense.W, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(sparse.b, dense.b, rtol=1e-4, atol=1e-5)
+    assert sparse.metrics.final_loss == pytest.approx(dense.metrics.final_loss, rel=1e-4)
+
+
+def test_a_sparse_finite_set_trains_in_minibatches_and_scores_in_chunks_as_dense(monkeypatch):
+    from superposition import data as data_module
+    from superposition.train import evaluate
+
+    cfg = sparse_run_config(n_train=100, n_test=300)
+    codes = data_module.dataset_codes(cfg, "test")
+    assert codes.index.shape[1] == 300 and codes.index.shape[2] < 800 // 32
+    assert torch.equal(codes.dense(800), data_module.dataset(cfg, "test"))
+    train_codes, train_set = data_module.dataset_codes(cfg), data_module.dataset(cfg)
+    keys = data_module.shuffle_keys(cfg)
+    for step in (0, 1, 7):  # minibatches of 64 of the 100 examples: the same rows either way
+        rows = data_module.minibatch(train_codes, keys, torch.tensor(step), 64)
+        assert torch.equal(rows.dense(800), data_module.minibatch(train_set, keys, torch.tensor(step), 64))
+    # The weights agree only loosely: features absent from the set get gradients of float-rounding
+    # size, which Adam turns into steps of either sign. The losses agree.
+    sparse, dense = train_both_ways(cfg, monkeypatch)
+    assert sparse.metrics.final_loss == pytest.approx(dense.metrics.final_loss, rel=1e-4)
+    assert sparse.metrics.test_loss == pytest.approx(dense.metrics.test_loss, rel=1e-4)
+    whole = evaluate(cfg, sparse.params, split="test")
+    monkeypatch.setattr(data_module, "FINITE_CHUNK_ELEMENTS", 800 * 7)  # 43 chunks of 7 examples
+    assert len(list(data_module.dataset_parts(cfg, "test"))) == 43
+    torch.testing.assert_close(evaluate(cfg, sparse.params, split="test"), whole)
+
+
+def test_the_step_keeps_batches_sparse_only_where_that_pays():
+    from superposition.train import sparse_inputs
+
+    assert sparse_inputs(sparse_run_config())
+    dense_sampler = sp.RunConfig(model=sp.ModelConfig(n_features=800, n_hidden=3))
+    few_features = sp.RunConfig(model=sp.ModelConfig(n_features=400, n_hidden=30),
+                                data=sp.DataConfig(feature_probability=(0.05,), sampler="sparse"))
+    autograd = sp.RunConfig(model=sp.ModelConfig(n_features=800, n_hidden=3),
+                            data=sparse_run_config().data, train=sp.TrainConfig(gradients="autograd"))
+    assert not any(sparse_inputs(c) for c in (dense_sampler, few_features, autograd))
+
+
+def test_the_compiled_sparse_step_trains_as_the_eager_one():
+    cfg = sparse_run_config()
+    eager = sp.train(cfg, compile=False, progress=False)
+    compiled = sp.train(cfg, compile=True, progress=False)
+    torch.testing.assert_close(compiled.W, eager.W, rtol=1e-4, atol=1e-5)
+    assert compiled.metrics.final_loss == pytest.approx(eager.metrics.final_loss, rel=1e-4)

@@ -7,6 +7,7 @@ from superposition.models import (
     gradient_fn,
     init_params,
     loss_and_grads,
+    loss_and_grads_sparse,
     loss_and_grads_unrolled,
     param_shapes,
     target,
@@ -57,6 +58,34 @@ def test_gradients_with_a_separate_goal_and_an_l1_penalty_equal_autograd(kind, g
     torch.testing.assert_close(loss, ref.detach())  # the reported loss is the squared error alone
     for name, leaf in leaves.items():
         torch.testing.assert_close(grads[name], leaf.grad, msg=f"gradient of {name}")
+
+
+def as_slots(x):
+    """x ``[inst, batch, feat]`` as (index, value) slots: the active features first, then one more slot than
+    the fullest example needs; unused slots have value 0 and point at the example's first slot's feature
+    (a duplicate of an active index, which the sparse gradients must tolerate)."""
+    order = (x == 0).to(torch.int8).argsort(dim=-1, stable=True)
+    slots = int((x != 0).sum(-1).max()) + 1
+    index = order[..., :slots]
+    value = x.gather(-1, index)
+    index = torch.where(value != 0, index, index[..., :1])
+    return index, value
+
+
+@pytest.mark.parametrize("unrolled", [False, True], ids=["bmm", "unrolled"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_sparse_input_gradients_equal_the_dense_ones(kind, unrolled):
+    params, x, importance = random_case(kind, n=12, seed=2)
+    l1 = torch.tensor([0.0, 0.1, 0.5, 2.0], dtype=torch.float64)
+    index, value = as_slots(x)
+    assert index.shape[-1] < x.shape[-1]
+    for penalty in (None, l1):
+        ref = loss_and_grads(kind, params, x, importance, l1=penalty)
+        loss, grads = loss_and_grads_sparse(kind, params, index, value, importance, l1=penalty, unrolled=unrolled)
+        torch.testing.assert_close(loss, ref.loss)
+        assert grads.keys() == ref.grads.keys()
+        for name, grad in grads.items():
+            torch.testing.assert_close(grad, ref.grads[name], msg=f"gradient of {name}")
 
 
 def test_compiled_steps_unroll_small_hidden_sizes_only():

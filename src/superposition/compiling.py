@@ -54,6 +54,7 @@ import torch
 
 from .atomic import atomic_write_json
 from .config import RunConfig
+from .data import probability_matrix, sparse_capacity
 from .models.fused import UNROLL_MAX_HIDDEN
 
 RECORD_FILE = "superposition-compiles.json"
@@ -112,8 +113,11 @@ def signature(config: RunConfig, device: torch.device | str) -> str:
                     snapshot_every=None, keep_all_restarts=False, l1_hidden=1.0 if train.has_l1 else 0.0,
                     eval_batches=1)
     raw = replace(config, data=data, train=train, name="").to_dict()
+    if config.data.sampler == "sparse":  # the slots per example, a shape the probabilities set
+        raw["data"]["capacity"] = sparse_capacity(config.model.n_features, float(probability_matrix(config).max()))
     if _shared_shapes:
         raw["data"]["feature_probability"] = raw["train"]["restarts"] = raw["model"]["n_features"] = None
+        raw["data"].pop("capacity", None)
         if config.model.n_hidden > UNROLL_MAX_HIDDEN:
             raw["model"]["n_hidden"] = None
         raw["shared_shapes"] = True

@@ -12,6 +12,7 @@ Shapes: keys ``[inst]`` (int64), probabilities and importance ``[inst, feat]``, 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -181,6 +182,13 @@ def draw(spec: FeatureSpec, step: Tensor, batch: int, data: DataConfig) -> Tenso
                   magnitude=data.magnitude, normalize=data.normalize, sparse=data.sampler == "sparse")
 
 
+def draw_codes(spec: FeatureSpec, step: Tensor, batch: int, data: DataConfig) -> SparseBatch:
+    """`draw` kept sparse, for `data.sampler = 'sparse'` (the same numbers as `draw`, not densified)."""
+    if data.sampler != "sparse":
+        raise ValueError(f"draw_codes needs data.sampler = 'sparse', not {data.sampler!r}")
+    return sparse_codes(spec, step, batch, bool(data.signed), data.magnitude, data.normalize)
+
+
 # --- the sparse sampler -----------------------------------------------------------------------
 
 SPARSE_TAIL = 1e-12
@@ -205,10 +213,30 @@ def sparse_capacity(n_features: int, p_max: float) -> int:
     return n
 
 
+class SparseBatch(NamedTuple):
+    """A batch of independent features kept sparse: slot j of an example holds its j-th active
+    feature. Unused slots hold value 0 (at some valid index), so every slot can be gathered and
+    scattered as it is; the kept indices of an example are distinct."""
+
+    index: Tensor  # [inst, batch, K] int64, feature of each slot, in [0, feat)
+    value: Tensor  # [inst, batch, K] float32, its value (0 in an unused slot)
+
+    def dense(self, n_features: int) -> Tensor:
+        """The same batch as ``[inst, batch, feat]`` (exact: kept slots are distinct, the rest add 0)."""
+        shape = (*self.value.shape[:2], n_features)
+        return self.value.new_zeros(shape).scatter_add_(-1, self.index, self.value)
+
+
 def sample_sparse(spec: FeatureSpec, step: Tensor, batch: int, signed: bool = False,
                   magnitude: str = "uniform") -> Tensor:
-    """Independent features drawn sparsely: ``[inst, batch, feat]``, each feature non-zero with its
-    probability, from about `spec.capacity` hashes per example instead of one per feature.
+    """`sparse_codes` as a dense ``[inst, batch, feat]`` batch."""
+    return sparse_codes(spec, step, batch, signed, magnitude).dense(spec.probability.shape[-1])
+
+
+def sparse_codes(spec: FeatureSpec, step: Tensor, batch: int, signed: bool = False,
+                 magnitude: str = "uniform", normalize: bool = False) -> SparseBatch:
+    """Independent features drawn sparsely, each feature non-zero with its probability, from about
+    `spec.capacity` hashes per example instead of one per feature (`SparseBatch`, K = capacity).
 
     Slot j of an example holds its j-th candidate feature, from the hash of element j of the
     example's row in the dense layout (so an instance's data do not depend on the capacity, which
@@ -218,6 +246,7 @@ def sample_sparse(spec: FeatureSpec, step: Tensor, batch: int, signed: bool = Fa
     p_i / p_max (thinning, from a second hash; skipped when p is the same for every feature), and
     its value comes from bits 24-63 as in `sample`. Every feature is therefore non-zero with
     probability exactly p_i (up to the 24-bit resolution), independently of the others.
+    `normalize` rescales each example to unit norm, as `data.normalize` does.
     """
     if spec.capacity < 1:
         raise ValueError("the sparse sampler needs FeatureSpec.capacity >= 1 (feature_spec sets it for "
@@ -236,8 +265,9 @@ def sample_sparse(spec: FeatureSpec, step: Tensor, batch: int, signed: bool = Fa
         salted = mix(spec.keys + _signed(_GOLDEN * _THINNING_SALT))
         keep = keep & (_unit(random_bits(salted, step, batch, n, columns=spec.capacity), 0) * p_max < p_i)
     value = torch.where(keep, _magnitude(bits, magnitude, signed), 0.0)
-    # Kept positions are distinct, and the others add an exact 0 (to the last feature): x is exact.
-    return value.new_zeros(value.shape[0], batch, n).scatter_add_(-1, index.clamp(max=n - 1), value)
+    if normalize:
+        value = _normalized(value)
+    return SparseBatch(index.clamp(max=n - 1), value)
 
 
 def _magnitude(bits: Tensor, magnitude: str, signed: bool) -> Tensor:
@@ -411,16 +441,45 @@ def dataset(config: RunConfig, split: str = "train", device: str | torch.device 
     """The finite training (``n_train``) or test (``n_test``) set ``[inst, T, feat]``, regenerated from
     the run seed. The sets depend on the seed alone, not the restart, so best-of-N restarts and the
     configurations of a run see the same events (common random numbers)."""
+    return torch.cat(list(_dataset_chunks(config, split, device, draw)), dim=1)
+
+
+def dataset_codes(config: RunConfig, split: str = "train", device: str | torch.device = "cpu") -> SparseBatch:
+    """`dataset` kept sparse, ``[inst, T, K]`` (`data.sampler = 'sparse'`): the same examples, in
+    K = `sparse_capacity` slots each instead of n_features columns."""
+    chunks = list(_dataset_chunks(config, split, device, draw_codes))
+    return SparseBatch(torch.cat([c.index for c in chunks], 1), torch.cat([c.value for c in chunks], 1))
+
+
+FINITE_CHUNK_ELEMENTS = 1 << 26
+"""A sparse finite set is handed out dense in chunks of about this many elements per instance
+(256 MB of float32): a set too large to hold dense (10⁵ examples × 10⁴ features) can still be scored."""
+
+
+def dataset_parts(config: RunConfig, split: str = "train", device: str | torch.device = "cpu",
+                  n_inst: int | None = None) -> Iterator[Tensor]:
+    """The finite set of `dataset` as dense parts ``[inst, rows, feat]`` in order: the whole set at
+    once, or, with the sparse sampler, chunks of `FINITE_CHUNK_ELEMENTS` built from `dataset_codes`.
+    `n_inst`: only the first instances."""
+    if config.data.sampler != "sparse":
+        yield dataset(config, split, device)[:n_inst]
+        return
+    codes = dataset_codes(config, split, device)
+    n = config.model.n_features
+    rows = max(1, FINITE_CHUNK_ELEMENTS // n)
+    for start in range(0, codes.index.shape[1], rows):
+        yield SparseBatch(*(t[:n_inst, start : start + rows] for t in codes)).dense(n)
+
+
+def _dataset_chunks(config: RunConfig, split: str, device: str | torch.device, sampler):
     data = config.data
     if data.n_train is None:
         raise ValueError("data.n_train is None: the run trains on fresh data, it has no finite dataset")
     size, stream = (data.n_train, STREAM_TRAIN_SET) if split == "train" else (data.n_test, STREAM_TEST_SET)
     spec = feature_spec(config, stream, device)
-    chunks = []
     for i, start in enumerate(range(0, size, _DATASET_CHUNK)):
         step = torch.tensor(i, dtype=torch.int64, device=device)
-        chunks.append(draw(spec, step, min(_DATASET_CHUNK, size - start), data))
-    return torch.cat(chunks, dim=1)
+        yield sampler(spec, step, min(_DATASET_CHUNK, size - start), data)
 
 
 def shuffle_keys(config: RunConfig, device: str | torch.device = "cpu") -> Tensor:
@@ -429,16 +488,27 @@ def shuffle_keys(config: RunConfig, device: str | torch.device = "cpu") -> Tenso
     return torch.tensor(keys, dtype=torch.int64, device=device)
 
 
-def minibatch(train_set: Tensor, keys: Tensor, step: Tensor, batch: int) -> Tensor:
-    """Minibatch of step `step` ``[inst, batch, feat]``: epochs of ``T // batch`` steps, each a fresh
-    random permutation of the T examples (the remainder of an epoch is left out). The whole set when
-    ``batch >= T``."""
-    size = train_set.shape[1]
+def minibatch(train_set: Tensor | SparseBatch, keys: Tensor, step: Tensor, batch: int) -> Tensor | SparseBatch:
+    """Minibatch of step `step` ``[inst, batch, feat]`` (or the same rows of a sparse set): epochs of
+    ``T // batch`` steps, each a fresh random permutation of the T examples (the remainder of an
+    epoch is left out). The whole set when ``batch >= T``."""
+    if isinstance(train_set, SparseBatch):
+        rows = _minibatch_rows(keys, step, batch, train_set.index.shape[1])
+        return train_set if rows is None else SparseBatch(*(_gather_rows(t, rows) for t in train_set))
+    rows = _minibatch_rows(keys, step, batch, train_set.shape[1])
+    return train_set if rows is None else _gather_rows(train_set, rows)
+
+
+def _gather_rows(t: Tensor, rows: Tensor) -> Tensor:
+    return t.gather(1, rows.unsqueeze(-1).expand(-1, -1, t.shape[-1]))
+
+
+def _minibatch_rows(keys: Tensor, step: Tensor, batch: int, size: int) -> Tensor | None:
+    """The examples of step `step`'s minibatch ``[inst, batch]``; None for the whole set."""
     if batch >= size:
-        return train_set
+        return None
     per_epoch = size // batch
     epoch = torch.div(step, per_epoch, rounding_mode="floor")
     order = random_bits(keys, epoch, 1, size).squeeze(1).argsort(dim=-1)  # [inst, T]
     offset = (step - epoch * per_epoch) * batch
-    index = order.gather(1, (offset + torch.arange(batch, device=keys.device)).expand(order.shape[0], -1))
-    return train_set.gather(1, index.unsqueeze(-1).expand(-1, -1, train_set.shape[-1]))
+    return order.gather(1, (offset + torch.arange(batch, device=keys.device)).expand(order.shape[0], -1))

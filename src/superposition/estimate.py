@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from .config import RunConfig
-from .data import STREAM_EVAL, dataset, draw, feature_spec
+from .data import STREAM_EVAL, dataset_parts, draw, feature_spec
 from .models import Params, forward, target
 from .registry import LOSSES
 
@@ -56,8 +56,9 @@ def estimate_loss(config: RunConfig, params: Params, *, rel_se: float = 0.01, ma
     """
     data = config.data
     if data.n_train is not None:
-        x = dataset(config, "train", _device(params))
-        loss = _per_example_loss(config, params, x)
+        importance = _importance(config, params)
+        loss = torch.cat([_per_example_loss(config, params, x, importance)
+                          for x in dataset_parts(config, "train", _device(params))], dim=1)
         return LossEstimate(loss.mean(1), torch.zeros_like(loss[:, 0]))
     if data.distribution == "independent" and not data.normalize:
         return _stratified(config, params, rel_se, max_samples, seed)
@@ -81,8 +82,10 @@ def _per_example_loss(config: RunConfig, params: Params, x: Tensor, importance: 
         out = forward(config.model, params, xs).output
         b = xs.shape[1]
         goal = target(config.target, xs)
-        # every example its own "instance", so any loss function gives per-example values
-        per = loss_fn(out.reshape(inst * b, 1, n), goal.reshape(inst * b, 1, n), importance.repeat_interleave(b, 0))
+        if config.train.loss == "mse":  # the built-in loss per example, without repeating the importance
+            per = (importance.unsqueeze(1) * (out - goal).square()).mean(-1)
+        else:  # every example its own "instance", so any loss function gives per-example values
+            per = loss_fn(out.reshape(inst * b, 1, n), goal.reshape(inst * b, 1, n), importance.repeat_interleave(b, 0))
         parts.append(per.view(inst, b).double())
     return torch.cat(parts, dim=1)
 
@@ -96,12 +99,12 @@ def _stratified(config: RunConfig, params: Params, rel_se: float, max_samples: i
     p = feature_spec(config, device=device).probability.double()  # [inst, feat]
     inst, n = p.shape
     none = (1 - p).prod(-1)
-    zero = _per_example_loss(config, params, torch.zeros(inst, 1, n, device=device))[:, 0]
-    exact = none * zero + (_only_one(p) * _single_feature_losses(config, params)).sum(-1)
+    importance = _importance(config, params)
+    zero = _per_example_loss(config, params, torch.zeros(inst, 1, n, device=device), importance)[:, 0]
+    exact = none * zero + (_only_one(p) * _single_feature_losses(config, params, importance)).sum(-1)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     q = p.clamp(min=min(1.0, 3.0 / n))
     rounds = _Rounds(inst, device, rel_se, max_samples)
-    importance = _importance(config, params)
     while not rounds.finished:
         # only the instances still sampling are evaluated: the others' estimates are frozen
         idx = (~rounds.done).nonzero().squeeze(1)
@@ -172,11 +175,11 @@ def _nodes(config: RunConfig, device: torch.device) -> Tensor:
     return torch.cat([v, -v]) if config.data.signed else v
 
 
-def _single_feature_losses(config: RunConfig, params: Params) -> Tensor:
+def _single_feature_losses(config: RunConfig, params: Params, importance: Tensor) -> Tensor:
     """E_v[ℓ(v e_i)] for every feature ``[inst, feat]`` (quadrature over `_nodes`)."""
     device = _device(params)
     v = _nodes(config, device).float()
-    inst, n = _importance(config, params).shape
+    inst, n = importance.shape
     features = max(1, CHUNK // max(1, inst * n * len(v)))
     out = []
     for lo in range(0, n, features):
@@ -184,7 +187,7 @@ def _single_feature_losses(config: RunConfig, params: Params) -> Tensor:
         x = torch.zeros(len(idx), len(v), n, device=device)
         x[torch.arange(len(idx), device=device), :, idx] = v  # row (i, q) is v_q e_i
         xs = x.reshape(1, -1, n).expand(inst, -1, -1)
-        out.append(_per_example_loss(config, params, xs).view(inst, len(idx), len(v)).mean(-1))
+        out.append(_per_example_loss(config, params, xs, importance).view(inst, len(idx), len(v)).mean(-1))
     return torch.cat(out, dim=1)
 
 

@@ -18,12 +18,12 @@ from ..config import MODEL_KINDS, ConfigError, ModelConfig
 from ..registry import TARGETS
 from . import composed, custom, fused
 from .base import Forward, LossAndGrads, Params, instance_loss
-from .fused import gradient_fn, loss_and_grads, loss_and_grads_unrolled
+from .fused import gradient_fn, loss_and_grads, loss_and_grads_sparse, loss_and_grads_unrolled
 
 __all__ = [
     "FROZEN", "Forward", "LossAndGrads", "Params", "ToyModel", "feature_directions", "forward", "gradient_fn",
-    "init_params", "instance_loss", "loss_and_grads", "loss_and_grads_unrolled", "param_shapes", "readout", "target",
-    "trainable",
+    "init_params", "instance_loss", "loss_and_grads", "loss_and_grads_sparse", "loss_and_grads_unrolled",
+    "param_shapes", "readout", "target", "trainable",
 ]
 
 FROZEN = composed.FROZEN

@@ -14,6 +14,8 @@ the eager reference and the compiled path for larger hidden sizes) and `loss_and
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
@@ -152,3 +154,106 @@ def _add_l1(dh: Tensor, hidden: Tensor, l1: Tensor | None) -> Tensor:
     if l1 is None:
         return dh
     return dh + (l1 / hidden.shape[1]).view(-1, 1, 1) * torch.sign(hidden)
+
+
+# --- sparse inputs --------------------------------------------------------------------------
+
+
+def loss_and_grads_sparse(kind: str, params: Params, index: Tensor, value: Tensor, importance: Tensor,
+                          l1: Tensor | None = None, unrolled: bool = False) -> LossAndGrads:
+    """`loss_and_grads` on a sparse batch (the kind's own target), touching only the active inputs
+    on the input side.
+
+    - ``index, value [inst, batch, K]``: slot j of an example is feature ``index`` with ``value``;
+      unused slots have value 0 and the kept indices of an example are distinct
+      (`superposition.data.SparseBatch`).
+    - `unrolled`: the dense output side written for the compiler (as `loss_and_grads_unrolled`),
+      for a small hidden size inside a compiled step.
+
+    The input-side products (h = x W and its gradient xᵀ dh) gather and add K rows of W per example
+    instead of multiplying by all n. The output side stays dense ([batch, feat]: every output can be
+    wrong), but never forms x: the error is split into the output itself, everywhere (`_output_side`),
+    and a correction at the K active slots, −target there (the loss uses (o − t)² = o² + t·(t − 2o)).
+    Same values as `loss_and_grads` on the dense batch up to float rounding.
+    """
+    n_inst, batch, slots = index.shape
+    untied = kind == "abs_mlp"
+    w_in = params["W1"] if untied else params["W"]  # [inst, feat, hidden]
+    w_out = params["W2"].transpose(1, 2) if untied else w_in  # [inst, feat, hidden]: output weight of each feature
+    n_feat, n_hidden = w_in.shape[1], w_in.shape[2]
+    # Rows of the instances' weights stacked as [inst * feat, hidden]: one index_select / index_add
+    # (row copies) instead of a gather / scatter over an expanded index (element by element).
+    rows = (index + torch.arange(n_inst, device=index.device).view(-1, 1, 1) * n_feat).view(-1)
+    w_in_k = _rows(w_in, rows).view(n_inst, batch, slots, n_hidden)
+    w_out_k = w_in_k if not untied else _rows(w_out, rows).view(n_inst, batch, slots, n_hidden)
+    z = (value.unsqueeze(-1) * w_in_k).sum(2)  # [inst, batch, hidden]
+    h = torch.relu(z) if kind in ("relu_hidden", "abs_mlp") else z
+    # the active slots' outputs, from their own rows
+    pre_k = params["b"].reshape(-1)[rows].view_as(value) + (h.unsqueeze(2) * w_out_k).sum(-1)
+    out_k = pre_k if kind == "linear" else torch.relu(pre_k)
+    goal = value.abs() if untied else value  # the target at the active slots (0 elsewhere)
+    scale = 2.0 / (batch * n_feat)
+    imp_k = importance.reshape(-1)[rows].view_as(value)
+    dense = (_output_side_unrolled if unrolled else _output_side)(kind, h, w_out, params["b"], importance, scale)
+    loss = (dense.loss + (imp_k * goal * (goal - 2.0 * out_k)).sum((1, 2))) / (batch * n_feat)
+    d_k = -scale * imp_k * goal  # dL/d output: the dense part's plus this at the active slots
+    if kind != "linear":
+        d_k = torch.where(pre_k > 0, d_k, 0.0)
+    grads = {"b": dense.b.reshape(-1).index_add(0, rows, d_k.reshape(-1)).view(n_inst, n_feat)}
+    dh = _add_l1(dense.hidden + (d_k.unsqueeze(-1) * w_out_k).sum(2), h, l1)  # [inst, batch, hidden]
+    if kind in ("relu_hidden", "abs_mlp"):
+        dh = torch.where(z > 0, dh, 0.0)
+    out_side = (d_k.unsqueeze(-1) * h.unsqueeze(2)).reshape(-1, n_hidden)
+    in_side = (value.unsqueeze(-1) * dh.unsqueeze(2)).reshape(-1, n_hidden)
+    if untied:
+        grads["W2"] = _add_rows(dense.w_out, rows, out_side).transpose(1, 2)
+        grads["W1"] = _add_rows(torch.zeros_like(w_in), rows, in_side)
+    else:
+        grads["W"] = _add_rows(dense.w_out, rows, out_side + in_side)
+    return LossAndGrads(loss, grads)
+
+
+class _Dense(NamedTuple):
+    """The dense output side of a sparse step, as if every target were 0: Σ imp·o² per instance
+    ``[inst]`` and the gradients of that loss's mean for b ``[inst, feat]``, h ``[inst, batch, hidden]``
+    and the output weight ``[inst, feat, hidden]``."""
+
+    loss: Tensor
+    b: Tensor
+    hidden: Tensor
+    w_out: Tensor
+
+
+def _output_side(kind: str, h: Tensor, w_out: Tensor, b: Tensor, importance: Tensor, scale: float) -> _Dense:
+    out = torch.baddbmm(b.unsqueeze(1), h, w_out.transpose(1, 2))  # [inst, batch, feat], pre-activation
+    if kind != "linear":
+        out = out.relu_()
+    d = (importance * scale).unsqueeze(1) * out  # zero already where a ReLU output is off
+    loss = torch.linalg.vecdot(d, out).sum(1) / scale
+    return _Dense(loss, d.sum(1), torch.bmm(d, w_out), torch.bmm(d.transpose(1, 2), h))
+
+
+def _output_side_unrolled(kind: str, h: Tensor, w_out: Tensor, b: Tensor, importance: Tensor,
+                          scale: float) -> _Dense:
+    """`_output_side` in the batch-innermost layout ``[inst, feat, batch]``, unrolled over the hidden units."""
+    ht = h.transpose(1, 2)  # [inst, hidden, batch]
+    cols = [w_out[:, :, k : k + 1] for k in range(w_out.shape[-1])]  # [inst, feat, 1] each
+    pre = b.unsqueeze(2)
+    for k, w in enumerate(cols):
+        pre = pre + ht[:, k : k + 1, :] * w
+    out = pre if kind == "linear" else torch.relu(pre)
+    weighted = importance.unsqueeze(2) * out
+    d = weighted * scale
+    hidden = torch.cat([(d * w).sum(1, keepdim=True) for w in cols], 1).transpose(1, 2)  # [inst, batch, hidden]
+    w_grad = torch.stack([(d * ht[:, k : k + 1, :]).sum(2) for k in range(len(cols))], -1)
+    return _Dense((weighted * out).sum((1, 2)), d.sum(2), hidden, w_grad)
+
+
+def _rows(w: Tensor, rows: Tensor) -> Tensor:
+    """Rows `rows` of ``w [inst, feat, hidden]`` seen as ``[inst * feat, hidden]``."""
+    return w.reshape(-1, w.shape[-1]).index_select(0, rows)
+
+
+def _add_rows(w: Tensor, rows: Tensor, src: Tensor) -> Tensor:
+    """``w [inst, feat, hidden]`` plus `src` added to its rows `rows` (of the ``[inst * feat, hidden]`` view)."""
+    return w.reshape(-1, w.shape[-1]).index_add(0, rows, src).view(w.shape)
