@@ -76,3 +76,20 @@ def test_a_saved_best_of_n_run_can_be_evaluated_directly():
     again = estimate_loss(saved_instances_config(run), run.params)
     final, se = torch.tensor(run.metrics.final_loss).double(), torch.tensor(run.metrics.final_loss_se).double()
     assert ((again.mean - final).abs() <= 2 * se).all()  # the same estimator (it may stop after other draws)
+
+
+@pytest.mark.parametrize("kind", ["linear", "relu_output", "relu_hidden"])
+def test_single_feature_losses_in_closed_form_equal_fine_quadrature(kind, monkeypatch):
+    from superposition import estimate as estimate_module
+
+    config = sp.RunConfig(model=sp.ModelConfig(kind, n_features=12, n_hidden=3),
+                          data=sp.DataConfig(feature_probability=(0.1, 0.02), importance_decay=0.8))
+    gen = torch.Generator().manual_seed(3)
+    params = {k: torch.randn(v.shape, generator=gen) * 0.6 for k, v in init_params(config.model, [0, 1]).items()}
+    importance = feature_spec(config).importance
+    closed = estimate_module._single_feature_losses(config, params, importance)
+    monkeypatch.setattr(estimate_module, "CLOSED_FORM_KINDS", ())
+    monkeypatch.setattr(estimate_module, "NODES", 4096)
+    quadrature = estimate_module._single_feature_losses(config, params, importance)
+    assert (params["b"] > 0).any() and (params["b"] < 0).any()
+    torch.testing.assert_close(closed, quadrature.double(), rtol=1e-5, atol=1e-7)

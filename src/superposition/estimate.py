@@ -26,7 +26,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .config import RunConfig
+from .config import PRESETS, RunConfig
 from .data import STREAM_EVAL, dataset_parts, draw, feature_spec
 from .models import Params, forward, target
 from .registry import LOSSES
@@ -175,8 +175,17 @@ def _nodes(config: RunConfig, device: torch.device) -> Tensor:
     return torch.cat([v, -v]) if config.data.signed else v
 
 
+CLOSED_FORM_KINDS = ("linear", "relu_output", "relu_hidden")
+
+
 def _single_feature_losses(config: RunConfig, params: Params, importance: Tensor) -> Tensor:
-    """E_v[ℓ(v e_i)] for every feature ``[inst, feat]`` (quadrature over `_nodes`)."""
+    """E_v[ℓ(v e_i)] for every feature ``[inst, feat]``: in closed form for the tied paper models on
+    unsigned U[0, 1) values with the MSE loss (`_closed_single_feature_losses`), else by quadrature
+    over `_nodes`."""
+    data, kind = config.data, config.model.fused_kind
+    if (kind in CLOSED_FORM_KINDS and config.target == PRESETS[kind].target and config.train.loss == "mse"
+            and data.magnitude == "uniform" and not data.signed):
+        return _closed_single_feature_losses(kind, params, importance)
     device = _device(params)
     v = _nodes(config, device).float()
     inst, n = importance.shape
@@ -189,6 +198,49 @@ def _single_feature_losses(config: RunConfig, params: Params, importance: Tensor
         xs = x.reshape(1, -1, n).expand(inst, -1, -1)
         out.append(_per_example_loss(config, params, xs, importance).view(inst, len(idx), len(v)).mean(-1))
     return torch.cat(out, dim=1)
+
+
+def _closed_single_feature_losses(kind: str, params: Params, importance: Tensor) -> Tensor:
+    """`_single_feature_losses` exactly, for v ~ U[0, 1) and a tied model whose hidden layer is
+    linear in v ≥ 0: the input v e_i gives outputs o_j = act(a_ij v + b_j) with a_ij = W_j · e(W_i)
+    (e: identity, or ReLU for relu_hidden), so ℓ is a sum over j of integrals of piecewise
+    quadratics in v, taken analytically (`_relu_moments`). Costs n² (one Gram matrix) instead of
+    n² × `NODES` forward passes: at 10,000 features the quadrature took 89 s on one core."""
+    w, b = params["W"].double(), params["b"].double()  # [inst, feat, hidden], [inst, feat]
+    enc = torch.relu(w) if kind == "relu_hidden" else w
+    imp = importance.double()
+    inst, n, _ = w.shape
+    rows = max(1, CHUNK // max(1, inst * n))
+    out = []
+    for lo in range(0, n, rows):
+        hi = min(n, lo + rows)
+        a = torch.bmm(enc[:, lo:hi], w.transpose(1, 2))  # [inst, rows, feat]: a_ij
+        square, _ = _relu_moments(a, b.unsqueeze(1), relu=kind != "linear")
+        total = (imp.unsqueeze(1) * square).sum(-1)  # Σ_j imp_j E[o_j²]
+        i = torch.arange(lo, hi, device=w.device)
+        a_ii = a[:, i - lo, i]  # [inst, rows]
+        sq_ii, cross_ii = _relu_moments(a_ii, b[:, lo:hi], relu=kind != "linear")
+        # feature i's own term: E[(o_i − v)²] = E[o_i²] − 2 E[v o_i] + 1/3 in place of E[o_i²]
+        total = total + imp[:, lo:hi] * (-2.0 * cross_ii + 1.0 / 3.0)
+        out.append(total / n)
+    return torch.cat(out, dim=1)
+
+
+def _relu_moments(a: Tensor, b: Tensor, relu: bool) -> tuple[Tensor, Tensor]:
+    """E[o²] and E[v·o] for o = act(a v + b), v ~ U[0, 1), act the identity or ReLU (float64):
+    integrals of (a v + b)² and v (a v + b) over the part [l, u] of [0, 1] where the output is on."""
+    zero, one = torch.zeros_like(a), torch.ones_like(a)
+    if relu:
+        root = torch.where(a != 0, -b / torch.where(a != 0, a, one), zero).clamp(0.0, 1.0)
+        on_all = (a == 0) & (b > 0)
+        lower = torch.where(a > 0, root, zero)
+        upper = torch.where(a < 0, root, torch.where((a > 0) | on_all, one, zero))
+    else:
+        lower, upper = zero, one
+    p1, p2, p3 = upper - lower, (upper**2 - lower**2) / 2, (upper**3 - lower**3) / 3
+    square = a * a * p3 + 2 * a * b * p2 + b * b * p1
+    cross = a * p3 + b * p2
+    return square, cross
 
 
 def _importance_sampled(config: RunConfig, params: Params, p: Tensor, q: Tensor, importance: Tensor, draws: int,
