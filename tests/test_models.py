@@ -121,3 +121,16 @@ def test_toy_model_module_runs():
     assert model(x.float()).shape == x.shape
     assert model.n_instances == 4
     assert "kind=abs_mlp, n_instances=4, n_features=6, n_hidden=3" in repr(model)
+
+
+def test_sparse_gradients_in_blocks_of_rows_equal_one_block(monkeypatch):
+    from superposition.models import fused
+
+    params, x, importance = random_case("relu_output", n=12, batch=40, seed=4)
+    index, value = as_slots(x)
+    whole = loss_and_grads_sparse("relu_output", params, index, value, importance)
+    monkeypatch.setattr(fused, "OUTPUT_BLOCK_ELEMENTS", 4 * 12 * 7)  # blocks of 7 rows, the last of 5
+    blocks = loss_and_grads_sparse("relu_output", params, index, value, importance)
+    torch.testing.assert_close(blocks.loss, whole.loss)
+    for name, grad in blocks.grads.items():
+        torch.testing.assert_close(grad, whole.grads[name], msg=f"gradient of {name}")

@@ -224,7 +224,23 @@ class _Dense(NamedTuple):
     w_out: Tensor
 
 
+OUTPUT_BLOCK_ELEMENTS = 1 << 24
+"""Eagerly, the dense output side of a sparse step runs over blocks of batch rows of about this many
+outputs (64 MB of float32), so a full batch of 10⁵ examples × 10⁴ features never holds its [batch,
+feat] outputs at once (4 GB per instance). Compiled, the step is one graph over the whole batch."""
+
+
 def _output_side(kind: str, h: Tensor, w_out: Tensor, b: Tensor, importance: Tensor, scale: float) -> _Dense:
+    n_inst, batch, n_feat = h.shape[0], h.shape[1], w_out.shape[1]
+    rows = max(1, OUTPUT_BLOCK_ELEMENTS // (n_inst * n_feat))
+    if torch.compiler.is_compiling() or batch <= rows:
+        return _output_block(kind, h, w_out, b, importance, scale)
+    parts = [_output_block(kind, h[:, lo : lo + rows], w_out, b, importance, scale) for lo in range(0, batch, rows)]
+    return _Dense(sum(p.loss for p in parts), sum(p.b for p in parts), torch.cat([p.hidden for p in parts], 1),
+                  sum(p.w_out for p in parts))
+
+
+def _output_block(kind: str, h: Tensor, w_out: Tensor, b: Tensor, importance: Tensor, scale: float) -> _Dense:
     out = torch.baddbmm(b.unsqueeze(1), h, w_out.transpose(1, 2))  # [inst, batch, feat], pre-activation
     if kind != "linear":
         out = out.relu_()
