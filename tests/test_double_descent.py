@@ -62,6 +62,16 @@ def finite(T: int, n: int = 20, p: float = 0.1, steps: int = 600, restarts: int 
                              weight_decay=1e-2, restarts=restarts, seed=seed, eps=1e-8 / n, log_every=100))
 
 
+def test_the_hidden_vectors_of_a_sparse_set_are_read_in_chunks(monkeypatch):
+    cfg = finite(30, n=800, p=0.002, steps=20)
+    cfg = replace(cfg, data=replace(cfg.data, sampler="sparse"))
+    run = sp.train(cfg, compile=False, progress=False)
+    whole = training_inputs(run) @ run.W
+    monkeypatch.setattr(sp.data, "FINITE_CHUNK_ELEMENTS", 800 * 4)  # 8 chunks of 4 examples
+    assert len(list(sp.data.dataset_parts(run.config))) == 8
+    torch.testing.assert_close(training_hidden(run), whole)
+
+
 def test_run_helpers_regenerate_the_training_set():
     run = sp.train(finite(5, steps=20), compile=False, progress=False)
     x = training_inputs(run)

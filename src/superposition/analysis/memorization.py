@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from ..data import dataset
+from ..data import dataset, dataset_parts
 from ..models import forward
 from .geometry import EPS
 
 if TYPE_CHECKING:
+    from ..config import RunConfig
     from ..run import Run
 
 
@@ -56,6 +57,23 @@ def training_inputs(run: Run) -> Tensor:
 
     Raises ValueError for a run trained on fresh data (``data.n_train`` None).
     """
+    config, rows = _training_set(run)
+    return dataset(config, "train")[rows]
+
+
+def training_hidden(run: Run) -> Tensor:
+    """The hidden vectors h_i of the training examples ``[inst, T, hidden]`` (h = W x for the paper's
+    models), from the model's own forward pass. A sparse set (`data.sampler = 'sparse'`) is read in
+    dense chunks (`superposition.data.dataset_parts`), never whole: 10⁵ examples of 10⁴ features
+    would be 4 GB per instance."""
+    config, rows = _training_set(run)
+    with torch.no_grad():
+        parts = [forward(run.config.model, run.params, x[rows]).hidden for x in dataset_parts(config, "train")]
+    return torch.cat(parts, dim=1)
+
+
+def _training_set(run: Run) -> tuple[RunConfig, Tensor]:
+    """The config whose finite set holds `run`'s training examples, and the row of each saved instance."""
     config = run.config
     if config.data.n_train is None:
         raise ValueError(f"run {config.name!r} has data.n_train = None: it trained on fresh data, "
@@ -63,17 +81,8 @@ def training_inputs(run: Run) -> Tensor:
     if not config.train.keep_all_restarts:
         # The sets depend on the seed alone, not the restart: one row per configuration suffices.
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, restarts=1))
-        rows = torch.tensor(run.metrics.config_index)
-    else:
-        rows = torch.arange(config.n_instances)
-    return dataset(config, "train")[rows]
-
-
-def training_hidden(run: Run) -> Tensor:
-    """The hidden vectors h_i of the training examples ``[inst, T, hidden]`` (h = W x for the paper's
-    models), from the model's own forward pass."""
-    with torch.no_grad():
-        return forward(run.config.model, run.params, training_inputs(run)).hidden
+        return config, torch.tensor(run.metrics.config_index)
+    return config, torch.arange(config.n_instances)
 
 
 def run_data_dimensionality(run: Run) -> Tensor:
