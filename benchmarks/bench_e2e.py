@@ -197,7 +197,7 @@ def read_ours(out: Path) -> dict:
     provenance = json.loads((out / "provenance.json").read_text())
     return {"final_loss": statistics.mean(metrics["final_loss"]), "compiled": metrics.get("compiled"),
             "train_seconds": metrics.get("train_seconds"), "torch": provenance.get("torch"),
-            "compile_choice": provenance.get("compile_choice")}
+            "compile_choice": provenance.get("compile_choice"), "step": provenance.get("step")}
 
 
 def run_side(side: str, work: Work, args: argparse.Namespace, scratch: Path, warm_cache: Path | None) -> dict:
@@ -364,7 +364,10 @@ def choices(records: list[dict]) -> str:
     for rec in records:
         if rec["side"] in ("ours-cold", "ours-warm") and "error" not in rec:
             choice = rec.get("compile_choice")
-            text = "no compile_choice in provenance.json" if choice is None else describe_choice(choice)
+            if rec.get("step") == "native":
+                text = "native step (superposition.native)"
+            else:
+                text = "no compile_choice in provenance.json" if choice is None else describe_choice(choice)
             lines.append(f"- {rec['work']} {rec['side']} #{rec['repeat'] + 1}: {text}")
     return "\n".join(["ours, compile_choice (provenance.json):", *lines]) if lines else ""
 

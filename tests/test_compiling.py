@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import superposition as sp
-from superposition import compiling
+from superposition import compiling, native
 from superposition.models.fused import UNROLL_MAX_HIDDEN
 from superposition.train import _padded
 
@@ -25,6 +25,12 @@ def small(steps: int = 40, **train) -> sp.RunConfig:
 def fresh_process_memory(monkeypatch):
     """No test here sees what another test compiled in this process (`compiling.compiled_here`)."""
     monkeypatch.setattr(compiling, "_compiled_here", {})
+
+
+@pytest.fixture(autouse=True)
+def torch_paths_only(monkeypatch):
+    """These tests are about torch.compile's choice: `auto` does not take the native step here."""
+    monkeypatch.setenv(native.ENABLE_ENV, "0")
 
 
 @pytest.fixture

@@ -76,8 +76,10 @@ def build_parser(list_recipes: bool = True) -> argparse.ArgumentParser:
 
 def _add_execution(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
-    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
-                   help="compile the training step with torch.compile (auto: when its measured cost pays)")
+    p.add_argument("--compile", choices=["auto", "native", "on", "off"], default="auto",
+                   help="how the training step runs: native (the C kernel of superposition.native), on "
+                        "(torch.compile), off (eager torch); auto: native where it supports the run, "
+                        "else torch.compile when its measured cost pays")
     p.add_argument("--overwrite", action="store_true", help="replace finished runs in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -167,14 +169,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     m = run.metrics
     print(f"trained {config.n_instances} instances ({config.data.n_configs} configurations × "
           f"{config.train.restarts} restarts) for {config.train.steps} steps in {m.train_seconds:.1f} s "
-          f"({m.steps_per_second:.0f} steps/s{', compiled' if m.compiled else ''})")
+          f"({m.steps_per_second:.0f} steps/s{_path_note(run)})")
     print(f"saved {args.out}")
     print(format_table(run))
     return 0
 
 
+def _path_note(run: Run) -> str:
+    step = run.provenance.get("step") if isinstance(run.provenance, dict) else None
+    return f", {step} step" if step in ("native", "compiled") else ""
+
+
 def _compile_mode(flag: str):
-    return {"auto": "auto", "on": True, "off": False}[flag]
+    return {"auto": "auto", "native": "native", "on": True, "off": False}[flag]
 
 
 # --- show -------------------------------------------------------------------------------------
@@ -251,8 +258,10 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-size", type=int, metavar="N", help="models per chunk (default: from the model size and "
                    "free memory); fixed when the sweep directory is created")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
-    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
-                   help="compile the training step with torch.compile (auto: when its measured cost pays)")
+    p.add_argument("--compile", choices=["auto", "native", "on", "off"], default="auto",
+                   help="how the training step runs: native (the C kernel of superposition.native), on "
+                        "(torch.compile), off (eager torch); auto: native where it supports the run, "
+                        "else torch.compile when its measured cost pays")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_sweep)
 

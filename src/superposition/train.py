@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import compiling, guard
+from . import compiling, guard, native
 from . import run as rundir
 from .analysis.phase import best_restarts
 from .attacks import ATTACK_SALT, eps_vector, training_perturbation
@@ -69,7 +69,7 @@ from .optim import TorchOptimizer, lr_table, update
 from .registry import LOSSES
 from .run import Metrics, Run
 
-CompileMode = bool | Literal["auto"]
+CompileMode = bool | Literal["auto", "native"]
 StepFn = Callable[..., None]
 
 
@@ -88,6 +88,7 @@ class TrainState:
     snapshots: list[Params] = field(default_factory=list)
     optimizer: TorchOptimizer | None = None  # a torch.optim optimiser, when the config names one
     compiled: bool | None = None  # the path `compile="auto"` chose, once chosen (kept by checkpoints)
+    native: bool = False  # trained by the native step (`superposition.native`; kept by checkpoints)
 
     def tensors(self) -> dict[str, Tensor]:
         out = {"step": self.step, "loss_sum": self.loss_sum}
@@ -126,6 +127,7 @@ def restore_state(state: TrainState, tensors: dict[str, Tensor], meta: dict) -> 
         state.optimizer.load_state_tensors(tensors)
     chosen = meta.get("compiled")
     state.compiled = chosen if isinstance(chosen, bool) else None
+    state.native = meta.get("native") is True
 
 
 def check_objective(config: RunConfig, params: Params) -> None:
@@ -394,9 +396,11 @@ def train(config: RunConfig, *, device: str | torch.device = "cpu", compile: Com
 
     Arguments:
         device: "cpu" (default) or "cuda"/"cuda:N".
-        compile: compile the whole step with torch.compile (True), run it eagerly (False), or
-            ("auto") time the first steps eagerly and compile the rest when that pays, on this
-            machine's measured costs (`superposition.compiling`).
+        compile: compile the whole step with torch.compile (True), run it eagerly (False),
+            ("native") run the C kernel of `superposition.native`, or ("auto") take the native step
+            where it supports the run and builds here, else time the first steps eagerly and
+            compile the rest when that pays, on this machine's measured costs
+            (`superposition.compiling`).
         progress: show a progress bar.
         out: run directory. An interrupted run in `out` with the same config resumes from its
             last checkpoint; a finished one is an error unless `overwrite`.
@@ -419,14 +423,20 @@ def train(config: RunConfig, *, device: str | torch.device = "cpu", compile: Com
     with rundir.opened(config, out, overwrite) as out_dir:  # a checked, locked run directory
         if out_dir is not None:
             rundir.resume(out_dir, state, config, restore_state)  # the checkpoint is checked first
-        choice = should_compile(config, compile, dev)
-        if choice is None and state.compiled is not None:
-            choice = state.compiled  # a resumed run keeps the path it took
-        state.compiled = choice
-        with _keep_freed_memory():
-            step_fn, compiled = _build_step(config, bool(choice), state.optimizer)
-            done = _loop(config, state, step_fn, compiled, dev, progress, out_dir, checkpoint_every)
+        native_step = _native_step(config, compile, dev, state)
+        if native_step is not None:
+            state.native = True
+            done = _native_loop(config, state, native_step, progress, out_dir, checkpoint_every)
+        else:
+            choice = should_compile(config, compile, dev)
+            if choice is None and state.compiled is not None:
+                choice = state.compiled  # a resumed run keeps the path it took
+            state.compiled = choice
+            with _keep_freed_memory():
+                step_fn, compiled = _build_step(config, bool(choice), state.optimizer)
+                done = _loop(config, state, step_fn, compiled, dev, progress, out_dir, checkpoint_every)
         prov = rundir.provenance(str(dev), done.compiled, started)
+        prov["step"] = "native" if native_step is not None else "compiled" if done.compiled else "eager"
         if done.estimate is not None:
             prov["compile_choice"] = {**asdict(done.estimate), "compiled": done.compiled,
                                       "background_compile": done.warming}
@@ -555,6 +565,71 @@ def _loop(config: RunConfig, state: TrainState, step_fn: StepFn, compiled: bool,
             last_ckpt = time.perf_counter()
     bar.close()
     return clock.result(config, dev, cfg.steps - start)
+
+
+def _native_step(config: RunConfig, compile: CompileMode, dev: torch.device,
+                 state: TrainState) -> native.NativeStep | None:
+    """The native step for `compile` = "native" (or a `ConfigError` saying why not), or for "auto"
+    where it supports the run and builds here; None for the torch paths. A resumed run keeps the
+    path its checkpoint recorded."""
+    if compile not in ("auto", "native") or (compile == "auto" and not native.enabled()):
+        return None
+    reason = native.unsupported(config, dev)
+    if reason is None and compile == "auto" and state.compiled is not None and not state.native:
+        return None  # resumed from a torch path
+    try:
+        if reason is None:
+            spec, lrs, l1 = _step_inputs(config, dev)
+            return native.NativeStep(config, spec, lrs, l1)
+    except native.NativeUnavailableError as exc:
+        reason = str(exc)
+    if compile == "native":
+        raise ConfigError(f"compile = 'native' is unavailable for this run: {reason}")
+    return None
+
+
+NATIVE_CHUNK_SECONDS = 0.2
+"""The native loop hands the kernel about this much work per call (at least to the next log,
+snapshot or checkpoint step), so the progress bar and time-based checkpoints stay current."""
+
+
+def _native_loop(config: RunConfig, state: TrainState, step_fn: native.NativeStep, progress: bool,
+                 out_dir: Path | None, checkpoint_every: int | None) -> LoopResult:
+    """`_loop` for the native step: the same log points, snapshots, divergence checks and
+    checkpoints, with the steps between them done by the kernel in chunks."""
+    cfg = config.train
+    s, snap_every = int(state.step), cfg.snapshot_every
+    if snap_every and not state.snapshot_steps:
+        _snapshot(state, 0)
+    bar = tqdm(total=cfg.steps, initial=s, disable=not progress, unit="step", dynamic_ncols=True,
+               desc=config.name, leave=False)
+    t0 = last_ckpt = time.perf_counter()
+    start, chunk = s, 1
+    while s < cfg.steps:
+        stops = [cfg.steps, s + chunk, _next_multiple(s, cfg.log_every)]
+        stops += [_next_multiple(s, every) for every in (snap_every, checkpoint_every) if every]
+        stop = min(stops)
+        t = time.perf_counter()
+        step_fn(state.params, state.exp_avg, state.exp_avg_sq, state.step, state.loss_sum, stop - s)
+        took, done_now, s = time.perf_counter() - t, stop - s, stop
+        chunk = max(1, min(1 << 20, int(done_now * NATIVE_CHUNK_SECONDS / max(took, 1e-9))))
+        if s % cfg.log_every == 0 or s == cfg.steps:
+            _log(state, s, s - (state.loss_steps[-1] if state.loss_steps else 0), bar)
+            guard.check_losses(config, state.loss_curve[-1], s)
+        else:
+            bar.update(s - bar.n)
+        if snap_every and s % snap_every == 0:
+            _snapshot(state, s)
+        if out_dir is not None and s < cfg.steps and _due(s, checkpoint_every, last_ckpt):
+            rundir.save_checkpoint(out_dir, state.tensors(), _checkpoint_meta(config, state))
+            last_ckpt = time.perf_counter()
+    bar.close()
+    seconds = time.perf_counter() - t0
+    return LoopResult(seconds, (s - start) / seconds if seconds > 0 and s > start else 0.0, False)
+
+
+def _next_multiple(step: int, every: int) -> int:
+    return (step // every + 1) * every
 
 
 def _step_inputs(config: RunConfig, dev: torch.device) -> tuple:
@@ -690,7 +765,8 @@ def _snapshot(state: TrainState, step: int) -> None:
 
 def _checkpoint_meta(config: RunConfig, state: TrainState) -> dict:
     return {"config": config.to_dict(), "step": int(state.step), "loss_steps": state.loss_steps,
-            "loss_curve": state.loss_curve, "snapshot_steps": state.snapshot_steps, "compiled": state.compiled}
+            "loss_curve": state.loss_curve, "snapshot_steps": state.snapshot_steps, "compiled": state.compiled,
+            "native": state.native}
 
 
 def _finish(config: RunConfig, state: TrainState, done: LoopResult, prov: dict) -> Run:
