@@ -121,3 +121,13 @@ def test_the_library_is_built_once_into_the_compile_cache(tmp_path, monkeypatch)
     monkeypatch.setattr(native, "_loaded", {})
     monkeypatch.setattr(native, "_compile", lambda *a: pytest.fail("rebuilt a library already in the cache"))
     native.library()
+
+
+def test_the_portable_build_trains_the_same(tmp_path, monkeypatch):
+    """The last flag set (no -march=native: 4-lane vectors, 64-row blocks) is the path of machines
+    where the others fail; it must train as the eager step does too."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setattr(native, "FLAG_SETS", native.FLAG_SETS[-1:])
+    cfg = _with(small_config("relu_hidden", n=6, m=3, probs=(1.0, 0.3), steps=30), batch_size=100, l1_hidden=0.01)
+    _assert_same_training(train(cfg, compile="native", progress=False), train(cfg, compile=False, progress=False))

@@ -38,7 +38,7 @@ ENABLE_ENV = "SUPERPOSITION_NATIVE"
 """Set to 0 to keep `compile="auto"` on the torch paths (`compile="native"` still takes the native step)."""
 KINDS = {"linear": 0, "relu_output": 1, "relu_hidden": 2}
 OPTIMIZERS = {"adam": 0, "adamw": 1, "sgd": 2}
-VERSION = 1  # sp_version() of step.c
+VERSION = 2  # sp_version() of step.c
 
 _FAST_MATH = ["-fno-math-errno", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]
 FLAG_SETS = (
@@ -139,7 +139,7 @@ def _build_or_load(cc: str) -> ctypes.CDLL:
     errors = []
     for flags in FLAG_SETS:
         key = hashlib.sha256(b"\0".join([source, cc.encode(), version.encode(), " ".join(flags).encode(),
-                                         platform.machine().encode()])).hexdigest()[:20]
+                                         _cpu_identity()])).hexdigest()[:20]
         path = folder / f"step-{key}.so"
         if not path.is_file():
             error = _compile(cc, flags, path)
@@ -160,6 +160,17 @@ def _build_or_load(cc: str) -> ctypes.CDLL:
     raise NativeUnavailableError("the native step did not build: " + (errors[-1] if errors else "no flag set"))
 
 
+def _cpu_identity() -> bytes:
+    """What `-march=native` builds for: the CPU's model and feature flags where Linux says them, so a
+    cache folder shared between machines never hands one a library with instructions it lacks."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        wanted = [line for line in lines if line.split(":")[0].strip() in ("model name", "flags", "Features")]
+        return "\n".join(dict.fromkeys(wanted)).encode() + platform.machine().encode()
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}".encode()
+
+
 def _compile(cc: str, flags: list[str], path: Path) -> str | None:
     """Build `path` atomically (a temporary name, then a rename); the compiler's error, or None."""
     try:
@@ -172,7 +183,8 @@ def _compile(cc: str, flags: list[str], path: Path) -> str | None:
         done = subprocess.run([cc, *flags, "-shared", "-fPIC", "-o", tmp, str(SOURCE), "-lm"],
                               capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
-            return (done.stderr.strip().splitlines() or ["failed"])[-1]
+            lines = done.stderr.strip().splitlines() or ["failed"]
+            return next((line for line in lines if "error" in line), lines[-1])
         os.replace(tmp, path)
         return None
     except (OSError, subprocess.SubprocessError) as exc:
