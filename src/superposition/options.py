@@ -15,7 +15,6 @@ import dataclasses
 import functools
 import inspect
 import json
-import textwrap
 import types
 import typing
 from typing import Any, Literal, get_args, get_origin
@@ -30,14 +29,28 @@ SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": 
 @functools.cache
 def field_docs(cls: type) -> dict[str, str]:
     """The docstring written under each field of dataclass `cls`."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
+    body = _class_node(inspect.getsourcefile(cls) or "", cls.__qualname__).body
     docs = {}
     for node, after in zip(body, body[1:], strict=False):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr) \
                 and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
             docs[node.target.id] = " ".join(after.value.value.split())
     return docs
+
+
+@functools.cache
+def _module_tree(path: str) -> ast.Module:
+    with open(path, encoding="utf-8") as f:
+        return ast.parse(f.read())
+
+
+def _class_node(path: str, name: str) -> ast.ClassDef:
+    """The top-level class `name` of the module at `path`, parsed once per module (`inspect.getsource`
+    per class re-read and re-tokenised config.py each time: 54 of a warm run's 600 ms)."""
+    for node in _module_tree(path).body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            return node
+    raise LookupError(f"class {name} not found in {path}")
 
 
 def flags(f: dataclasses.Field) -> tuple[str, ...]:

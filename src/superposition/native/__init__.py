@@ -131,10 +131,12 @@ class NativeUnavailableError(RuntimeError):
 
 def _build_or_load(cc: str) -> ctypes.CDLL:
     source = SOURCE.read_bytes()
-    try:
-        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise NativeUnavailableError(f"{cc} --version failed: {exc}") from None
+    try:  # the compiler's identity: its file, not `cc --version` (a process start in every run)
+        real = os.path.realpath(cc)
+        info = os.stat(real)
+        version = f"{real} {info.st_size} {info.st_mtime_ns}"
+    except OSError as exc:
+        raise NativeUnavailableError(f"{cc}: {exc.strerror}") from None
     folder = library_folder()
     errors = []
     for flags in FLAG_SETS:

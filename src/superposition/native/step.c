@@ -74,19 +74,20 @@ static void sample_block(const sp_args *a, uint64_t key, const int64_t *th, int6
                          float *restrict x) {
     const int64_t n = a->n_feat;
     const int is_signed = a->signed_inputs;
+    const uint64_t stride = (uint64_t)n * GOLDEN;  /* (c + j n) G = c G + j (n G), mod 2^64 */
     const uint64_t base = (uint64_t)step * (uint64_t)a->batch * (uint64_t)n + 1 + (uint64_t)r0 * (uint64_t)n;
     for (int64_t i = 0; i < n; i++) {
-        const uint64_t t = (uint64_t)th[i], first = base + (uint64_t)i;
+        const uint64_t t = (uint64_t)th[i], origin = key + (base + (uint64_t)i) * GOLDEN;
         float *restrict xi = x + i * BLOCK;
         if (is_signed) {
             for (int j = 0; j < R; j++) {
-                const uint64_t bits = mix(key + (first + (uint64_t)j * (uint64_t)n) * GOLDEN);
+                const uint64_t bits = mix(origin + (uint64_t)j * stride);
                 const float u = (float)(int32_t)(bits >> 40) * (1.0f / 16777216.0f);
                 xi[j] = (u * 2.0f - 1.0f) * (float)((bits & 0xFFFFFFULL) < t);
             }
         } else {
             for (int j = 0; j < R; j++) {
-                const uint64_t bits = mix(key + (first + (uint64_t)j * (uint64_t)n) * GOLDEN);
+                const uint64_t bits = mix(origin + (uint64_t)j * stride);
                 const float u = (float)(int32_t)(bits >> 40) * (1.0f / 16777216.0f);
                 xi[j] = u * (float)((bits & 0xFFFFFFULL) < t);
             }
