@@ -1,5 +1,8 @@
 """When compiling the training step pays: a decision on measured cost, not on a step count.
 
+(Where the native step supports a run, `compile="auto"` takes it instead and none of this applies:
+`superposition.native`.)
+
 `train(..., compile="auto")` runs its first steps eagerly (they are real training steps; both paths
 consume identical data), times them, and compiles the rest of the run when
 
