@@ -44,6 +44,21 @@ def test_native_step_matches_eager_on_signed_inputs_and_uneven_importance():
     _assert_same_training(train(cfg, compile="native", progress=False), train(cfg, compile=False, progress=False))
 
 
+@pytest.mark.parametrize("batch_size", [50, 64])  # the set exactly, and a batch larger than the set
+def test_native_step_matches_eager_on_a_finite_set_in_full_batches(batch_size):
+    base = _with(small_config("relu_output", n=20, m=2, probs=(0.1,), steps=60, restarts=2), batch_size=batch_size,
+                 optimizer="adamw", weight_decay=0.01, schedule="cosine", warmup_steps=10)
+    cfg = replace(base, data=replace(base.data, n_train=50, n_test=30, normalize=True, magnitude="exponential"))
+    assert native.unsupported(cfg) is None  # normalize and the law apply to the set, which the kernel only reads
+    fast, eager = train(cfg, compile="native", progress=False), train(cfg, compile=False, progress=False)
+    _assert_same_training(fast, eager)
+    torch.testing.assert_close(torch.tensor(fast.metrics.test_loss), torch.tensor(eager.metrics.test_loss), rtol=1e-4,
+                               atol=1e-7)
+    minibatches = _with(cfg, batch_size=10)
+    assert "a finite training set in minibatches (batch_size 10 < n_train 50)" in native.unsupported(minibatches)
+    assert train(minibatches, progress=False).provenance["step"] in ("eager", "compiled")
+
+
 def test_native_batched_equals_alone_and_thread_counts_agree():
     both = train(small_config(probs=(1.0, 0.1), restarts=2, keep_all_restarts=True), compile="native", progress=False)
     for c, p in enumerate((1.0, 0.1)):

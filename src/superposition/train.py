@@ -579,8 +579,8 @@ def _native_step(config: RunConfig, compile: CompileMode, dev: torch.device,
         return None  # resumed from a torch path
     try:
         if reason is None:
-            spec, lrs, l1 = _step_inputs(config, dev)
-            return native.NativeStep(config, spec, lrs, l1)
+            spec, lrs, l1, *finite = _step_inputs(config, dev)
+            return native.NativeStep(config, spec, lrs, l1, finite[0] if finite else None)
     except native.NativeUnavailableError as exc:
         reason = str(exc)
     if compile == "native":

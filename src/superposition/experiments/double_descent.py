@@ -15,40 +15,35 @@ One run per (T, dataset seed): each T is a different n_train. The engine's loss 
 over features where the paper's sums them; gradients are therefore 1/n of the paper's, and Adam is
 invariant to that scale only if eps scales with it, so eps = 1e-8 / n (the rest is identical).
 
-What we measured (FULL, 6/7 claims held): memorisation to ~0 training loss, the test-loss bump (small:
-1.25% at T = 40, T·(1−S) = 2), the norm peaks (T = 20-40), the pentagon at T = 640 (4/4 seeds) and
-generalisation from T·(1−S) ≈ 8; the T-gon only roughly. QUICK (5/7): its 1,500 steps leave the
-large-T pentagon unfinished: from step 750 to 1,500 the 5th largest D_i still rose 0.18 → 0.22 and
-0.16 → 0.19 while the 6th fell 0.17 → 0.14 (and 0.13 → 0.14), stalling as the cosine schedule ran out
-(the claim's cause reads this from the snapshots); the same sets trained for 3,000 steps (retrained
-outside the recipe) form pentagons, 5th D_i 0.34, 6th 0.03-0.05. Memorised sets are not always
-*regular* polygons: empty examples (x = 0) cannot be stored, three examples need only be more than
-90° apart to be reconstructed exactly (nothing equalises them: D_X 0.47-0.92 at T = 3), and at T = 10
-two or three examples are given up and the rest form a regular (T − k)-gon (D_X ≈ 2/8).
+What we measured (2026-12-03; 6/7 claims held at each size). FULL trains the note's 50,000 steps
+with its 2,500-step warm-up: memorisation to ~0 training loss, a large test-loss bump (seed-mean
+test loss 7.9×, 20× and 33× the zero output's at T = 20, 40, 80, T·(1−S) = 1-4, against ~1.0 on
+either side; between the regimes the seed-mean ‖b‖ reaches 92 at T = 40, against 0.45-0.58 at the
+ends), the norm peaks, the pentagon at T = 640 in 3/4 seeds and generalisation from T·(1−S) ≈ 8.
+QUICK trains 10,000 steps (500 warm-up) on 2 dataset seeds: the same six hold (bump 27% at T = 40,
+pentagon 2/2). The T-gon holds at neither size: memorised sets are not always *regular* polygons:
+empty examples (x = 0) cannot be stored, and three examples need only be more than 90° apart to be
+reconstructed exactly (nothing equalises them: D_X 0.44-0.995 at T = 3). With the earlier 3,000
+(FULL) and 1,500 (QUICK) steps the bump was 1.7% and the quick pentagon was still forming when the
+schedule ran out, and at T = 10 two or three examples were given up with the rest on a regular (T −
+k)-gon; the longer schedule memorises those sets.
 
-Sizes. `PAPER` trains on sparse finite sets (`data.sampler = 'sparse'`: 41 slots per example in place
-of 10⁴ columns, so its largest set is 49 MB per instance instead of 4 GB dense, and the step never
-forms it dense), but each full-batch step still computes all 10⁵ × 10⁴ outputs, and 50k of them per
-run, 64 runs, are out of reach on 2 CPU cores: `PAPER` is declared (`paper_configs`) and `reproduce`
-never runs it (its analysis also reads the sets dense, `dataset`; not measured).
-`FULL` keeps the mechanism at n = 100 features with
-p = 1 − S = 0.05 (5 active features per example, against the paper's 10; T · (1 − S) spans 0.15-32
-where the paper's 3-10⁵ spans 0.003-100): 9 sizes × 4 dataset seeds × 2 restarts, 3,000 steps
-(4 min wall, 1 min CPU, eager with one torch thread on the 2 shared cores at load ~8; 17 min with the
-default 2 threads and auto-compile, which recompiles per T). `QUICK` is the same grid with 2 dataset
-seeds and 1,500 steps, which run eagerly (below the auto-compile threshold: each T is a new shape,
-and a compile per shape costs more than the run): 34 s wall, 16 s CPU with one thread. FULL adds the
-(T, m) plane: m = 1, 3, 4 on the same grid, one dataset seed each (the claims use m = 2 only; 27 more
-runs, 1.5 min wall, so 5.5 min in all). In it the bump moves to larger T as m grows (m = 2: T = 40,
-m = 3: T = 80), but with one seed per cell that is an observation, not a claim.
-Neither is the paper's size: results at S = 0.999 and n = 10,000 were not measured.
-
-FULL's 3,000 steps leave T = 10 (T·(1−S) = 0.5) partly memorised: training loss 25-35% of the zero
-output's, 3-4 examples given up and the rest on a smaller polygon (the T-gon claim's cause says so).
-Retrained with the note's 50,000 steps (2,500 warm-up; measured, not part of the recipe) the four T = 10
-sets reach 2.5-7.3% of the zero output's loss and 50-100% of their examples on the 10-gon (seed 2: 0 →
-100%); the claim would still fail at T = 3 (seed 2, 1 of 3 on the triangle at either length) and where
-a set has an empty example.
+Sizes. Both train on the native step (`superposition.native`: the whole finite set each step), which
+makes 50,000 full-batch steps cheap at n = 100: FULL's 63 runs took 60 s wall (107 s CPU) on 2
+cores, QUICK's 18 runs 7 s (eagerly the same 50,000 steps at T = 40 took 9.1 s per run against 0.8
+s; the two paths agree on ‖b‖ and the test loss to 1e-3 relative after 50,000 steps). `FULL` keeps
+the mechanism at n = 100 features with p = 1 − S = 0.05 (5 active features per example, against the
+paper's 10; T · (1 − S) spans 0.15-32 where the paper's 3-10⁵ spans 0.003-100): 9 sizes × 4 dataset
+seeds × 2 restarts, plus the (T, m) plane: m = 1, 3, 4 on the same grid, one dataset seed each (the
+claims use m = 2 only), in which the test-loss peak sits at T = 20 for m = 1 and at T = 80 for m =
+2, 3 and 4 (dataset seed 0; the peak is wider at m = 3, 4: still 4.3× and 1.8× the zero output's
+loss at T = 160); with one seed per cell that is an observation, not a claim. `PAPER` trains on
+sparse finite sets (`data.sampler = 'sparse'`: 41 slots per example in place of 10⁴ columns, so its
+largest set is 49 MB per instance instead of 4 GB dense, and the step never forms it dense; the
+native step does not take sparse sets), but each full-batch step still computes all 10⁵ × 10⁴
+outputs, and 50k of them per run, 64 runs, are out of reach on 2 CPU cores: `PAPER` is declared
+(`paper_configs`) and `reproduce` never runs it (its analysis also reads the sets dense, `dataset`;
+not measured). Results at S = 0.999 and n = 10,000 were not measured.
 """
 
 from __future__ import annotations
@@ -103,8 +98,8 @@ class Size:
 
 
 GRID = (3, 5, 10, 20, 40, 80, 160, 320, 640)
-QUICK = Size(100, 0.05, GRID, 2, 2, 1500, 75, 2000)
-FULL = Size(100, 0.05, GRID, 4, 2, 3000, 150, 2000, widths=(1, 3, 4))
+QUICK = Size(100, 0.05, GRID, 2, 2, 10_000, 500, 2000)
+FULL = Size(100, 0.05, GRID, 4, 2, 50_000, 2_500, 2000, widths=(1, 3, 4))
 PAPER = Size(10_000, 0.001, tuple(int(round(t)) for t in np.geomspace(3, 100_000, 16)), 4, 4, 50_000, 2_500, 10_000,
              sampler="sparse")
 """As published: declared for a machine with the memory (or a sparse data path); `reproduce` does not run it."""

@@ -38,7 +38,7 @@ ENABLE_ENV = "SUPERPOSITION_NATIVE"
 """Set to 0 to keep `compile="auto"` on the torch paths (`compile="native"` still takes the native step)."""
 KINDS = {"linear": 0, "relu_output": 1, "relu_hidden": 2}
 OPTIMIZERS = {"adam": 0, "adamw": 1, "sgd": 2}
-VERSION = 2  # sp_version() of step.c
+VERSION = 3  # sp_version() of step.c
 
 _FAST_MATH = ["-fno-math-errno", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]
 FLAG_SETS = (
@@ -58,7 +58,7 @@ class _Args(ctypes.Structure):
         *[(name, ctypes.c_int64) for name in ("n_inst", "n_feat", "n_hidden", "batch", "start", "count")],
         *[(name, ctypes.c_float) for name in ("beta1", "beta2", "eps", "weight_decay", "momentum")],
         *[(name, ctypes.c_void_p) for name in ("W", "b", "W1", "W2", "b1", "b2", "keys", "threshold",
-                                                "importance", "lrs", "l1", "loss_sum")],
+                                                "importance", "lrs", "l1", "loss_sum", "data")],
     ]
 
 
@@ -78,12 +78,17 @@ def unsupported(config: RunConfig, device: torch.device | str = "cpu") -> str | 
         (t.loss == "mse" and t.gradients in ("auto", "fused"), f"train.loss = {t.loss!r}, gradients {t.gradients!r}"),
         (t.optimizer in OPTIMIZERS, f"train.optimizer = {t.optimizer!r}"),
         (not t.has_adversarial, "adversarial training"),
-        (d.distribution == "independent", f"data.distribution = {d.distribution!r}"),
-        (d.magnitude == "uniform", f"data.magnitude = {d.magnitude!r}"),
         (d.sampler == "dense", f"data.sampler = {d.sampler!r}"),
-        (not d.normalize, "data.normalize"),
-        (d.n_train is None, "a finite training set"),
     )
+    if d.n_train is None:  # the kernel draws the data itself
+        checks += (
+            (d.distribution == "independent", f"data.distribution = {d.distribution!r}"),
+            (d.magnitude == "uniform", f"data.magnitude = {d.magnitude!r}"),
+            (not d.normalize, "data.normalize"),
+        )
+    else:  # it reads the set `data.dataset` drew, whatever its law
+        checks += ((t.batch_size >= d.n_train,
+                    f"a finite training set in minibatches (batch_size {t.batch_size} < n_train {d.n_train})"),)
     reasons = [why for ok, why in checks if not ok]
     return "; ".join(reasons) if reasons else None
 
@@ -199,7 +204,10 @@ def _compile(cc: str, flags: list[str], path: Path) -> str | None:
 class NativeStep:
     """`count` training steps of one run per call, in place on its state (`train.TrainState`)."""
 
-    def __init__(self, config: RunConfig, spec: FeatureSpec, lrs: Tensor, l1: Tensor):
+    def __init__(self, config: RunConfig, spec: FeatureSpec, lrs: Tensor, l1: Tensor,
+                 train_set: Tensor | None = None):
+        """`train_set` ``[inst, T, feat]``: the finite training set of a run with `data.n_train`, used
+        whole at every step (`data.minibatch` with batch_size ≥ T)."""
         reason = unsupported(config, spec.keys.device)
         if reason is not None:
             raise ValueError(f"the native step cannot train this run: {reason}")
@@ -211,11 +219,18 @@ class NativeStep:
             "importance": spec.importance.float().contiguous(),
             "lrs": lrs.float().contiguous(),
             "l1": l1.float().contiguous() if t.has_l1 else None,
+            "data": train_set.float().contiguous() if train_set is not None else None,
         }
         n_inst, n, m = config.n_instances, config.model.n_features, config.model.n_hidden
+        if (config.data.n_train is None) != (train_set is None):
+            raise ValueError("native step: a finite training set is needed exactly when data.n_train is set")
+        if train_set is not None and tuple(train_set.shape) != (n_inst, config.data.n_train, n):
+            raise ValueError(f"native step: train_set has shape {tuple(train_set.shape)}, expected "
+                             f"{(n_inst, config.data.n_train, n)}")
+        batch = t.batch_size if train_set is None else config.data.n_train
         self.args = _Args(kind=KINDS[config.model.fused_kind], optimizer=OPTIMIZERS[t.optimizer],
                           signed_inputs=int(bool(config.data.signed)), nesterov=int(t.nesterov),
-                          n_inst=n_inst, n_feat=n, n_hidden=m, batch=t.batch_size,
+                          n_inst=n_inst, n_feat=n, n_hidden=m, batch=batch,
                           beta1=t.betas[0], beta2=t.betas[1], eps=t.eps, weight_decay=t.resolved_weight_decay,
                           momentum=t.momentum)
         for name, tensor in self._keep.items():

@@ -1,5 +1,6 @@
 /* superposition's native training step: `count` steps of the paper's tied models (linear,
- * relu_output, relu_hidden) on independent dense features, with Adam(W) or SGD, in place.
+ * relu_output, relu_hidden) on independent dense features (or the whole of a finite training set each
+ * step), with Adam(W) or SGD, in place.
  *
  * The same maths as `models.fused.loss_and_grads` + `optim.update`, and the same data as
  * `data.sample` (SplitMix64 of key + counter * golden; gate from bits 0-23, value from bits 40-63),
@@ -50,9 +51,10 @@ typedef struct {
     const float *lrs;          /* [>= start + count] */
     const float *l1;           /* [inst] or NULL */
     float *loss_sum;           /* [inst] */
+    const float *data;         /* [inst, batch, feat]: a finite training set, the whole set each step; or NULL */
 } sp_args;
 
-int sp_version(void) { return 2; }
+int sp_version(void) { return 3; }
 
 static inline uint64_t mix(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -93,6 +95,17 @@ static void sample_block(const sp_args *a, uint64_t key, const int64_t *th, int6
             }
         }
         for (int j = R; j < BLOCK; j++) xi[j] = 0.0f;  /* rows past the batch: finite, and masked */
+    }
+}
+
+/* Rows r0..r0+R of a finite set, feature-major like sample_block's. */
+static void load_block(const sp_args *a, int64_t inst, int64_t r0, int R, float *restrict x) {
+    const int64_t n = a->n_feat;
+    const float *rows = a->data + (inst * a->batch + r0) * n;
+    for (int64_t i = 0; i < n; i++) {
+        float *restrict xi = x + i * BLOCK;
+        for (int j = 0; j < R; j++) xi[j] = rows[j * n + i];
+        for (int j = R; j < BLOCK; j++) xi[j] = 0.0f;
     }
 }
 
@@ -246,7 +259,8 @@ static int train_instance(const sp_args *a, int64_t inst, const scratch *s) {
         for (int64_t r0 = 0; r0 < a->batch; r0 += BLOCK) {
             const int R = (int)(a->batch - r0 < BLOCK ? a->batch - r0 : BLOCK);
             for (int j = 0; j < BLOCK; j++) ((float *)s->mask)[j] = j < R ? 1.0f : 0.0f;
-            sample_block(a, key, th, step, r0, R, (float *)s->x);
+            if (a->data) load_block(a, inst, r0, R, (float *)s->x);
+            else sample_block(a, key, th, step, r0, R, (float *)s->x);
             loss += block_grads(a, inst, w, bias, s);
         }
         a->loss_sum[inst] += (float)(loss / ((double)a->batch * (double)n));
