@@ -156,6 +156,28 @@ def test_python_dash_m_is_the_same_command_line(tmp_path):
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "missing" in bad.stderr
 
 
+@pytest.mark.parametrize("fast_exit", ["1", "0"])
+def test_the_command_line_exits_fast_with_its_output_flushed(tmp_path, fast_exit):
+    """`cli.entry` skips the interpreter's teardown: the exit status, a redirected stdout (block-buffered)
+    and the atexit handlers must all survive it; `SUPERPOSITION_FAST_EXIT=0` exits as usual."""
+    out = tmp_path / "stdout.txt"
+    code = ("import atexit, sys; atexit.register(lambda: print('atexit ran', file=sys.stderr)); "
+            "sys.argv = ['superposition', *sys.argv[1:]]; from superposition.cli import entry; entry()")
+    env = {**os.environ, "SUPERPOSITION_FAST_EXIT": fast_exit}
+    with out.open("w") as stdout:
+        done = subprocess.run([sys.executable, "-c", code, *TRAIN, "--out", str(tmp_path / "r")], stdout=stdout,
+                              stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and done.stderr.endswith("atexit ran\n"), done.stderr
+    text = out.read_text()
+    assert f"saved {tmp_path / 'r'}" in text and text.endswith("\n") and text.count("\n") >= 5, text
+    printed = subprocess.run([sys.executable, "-c", code, "show", str(tmp_path / "r")], capture_output=True, text=True,
+                             env=env, timeout=60)
+    assert printed.returncode == 0 and printed.stdout.count("\n") >= 3 and printed.stdout.endswith("\n")
+    bad = subprocess.run([sys.executable, "-c", code, "show", str(tmp_path / "missing")], capture_output=True,
+                         text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and "missing" in bad.stderr
+
+
 def test_kill_9_then_the_same_command_resumes_to_the_same_weights(tmp_path):
     """A real SIGKILL mid-run: the directory never looks finished, and rerunning completes it exactly."""
     import signal

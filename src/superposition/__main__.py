@@ -1,5 +1,5 @@
 """``python -m superposition``: the same command line as ``superposition``."""
 
-from .cli import main
+from .cli import entry
 
-raise SystemExit(main())
+entry()

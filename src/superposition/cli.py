@@ -8,11 +8,15 @@ and exit with status 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
+import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
@@ -50,6 +54,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args = parser.parse_args(argv)
     return handle_errors(lambda: args.handler(args), _fail, _interrupted)
+
+
+FAST_EXIT_ENV = "SUPERPOSITION_FAST_EXIT"
+"""Set to 0 for Python's full teardown at the end of a command (`entry`)."""
+
+
+def entry() -> NoReturn:
+    """The console script and ``python -m superposition``: `main`, then exit without tearing the
+    interpreter down. That teardown is torch's modules being destroyed one by one: `import torch`
+    alone takes 1.5 s as a command, 1.0 s of it the import (measured on 2 Xeon cores), so a warm
+    10,000-step 5 → 2 run spent a quarter of its 2 s leaving. The atexit handlers still run (logging,
+    tqdm, Ray, coverage) and the standard streams are flushed; every file a command writes is closed
+    before `main` returns. With a live non-daemon thread, or `FAST_EXIT_ENV` = 0, Python exits as usual."""
+    code = main()
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if others or os.environ.get(FAST_EXIT_ENV, "1") == "0":
+        raise SystemExit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`| head`) or stream
+            pass
+    os._exit(code)
 
 
 def build_parser(list_recipes: bool = True) -> argparse.ArgumentParser:
@@ -412,4 +440,4 @@ def format_claims(claims) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    entry()
