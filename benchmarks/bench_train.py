@@ -1,21 +1,22 @@
 """Training speed against the reference loop (../shared/bench/baseline.py), on the same machine.
 
-For each configuration (features/hidden x instances, importance decay 1, the baseline's density
-grid p = 20**-linspace(0, 1, instances), batch 1024) this runs the baseline as a subprocess and
-`superposition.train` (compiled, relu_output) for the same number of steps, interleaved, on each
-gradient path (`--paths`: the hand-written `fused` gradients and the `autograd` path that any
-other model takes; both share our sampler and the compiled update), and prints a markdown table:
-steps/s of each side, the ratio, each side's mean final loss (8192 fresh samples per instance on
-both sides) and our cold compile time.
+For each configuration (features/hidden x instances, importance decay 1, the baseline's density grid
+p = 20**-linspace(0, 1, instances), batch 1024) this runs the baseline as a subprocess and
+`superposition.train` (relu_output) for the same number of steps, interleaved, on each path
+(`--paths`: `native`, the C kernel of `superposition.native` that `compile="auto"` takes for the
+paper's models; and compiled torch with the hand-written `fused` gradients or the `autograd` path
+that any other model takes, both sharing our sampler and the compiled update), and prints a markdown
+table: steps/s of each side, the ratio, each side's mean final loss (8192 fresh samples per instance
+on both sides) and our cold compile time.
 
     python benchmarks/bench_train.py                       # all three configs, 1000 steps
     python benchmarks/bench_train.py --configs 5/2x10 --steps 3000 --repeats 5 --json out.json
 
 Our steps/s is the median over --repeats runs of `Metrics.steps_per_second` (which excludes the
-first, compiling step); the compile is warmed by one short run first, whose wall time is reported
-as the cold compile time. Unless --keep-cache, Inductor compiles into a fresh temporary cache, so
-that time is truly cold. The baseline's steps/s is its own median over timed chunks (median over
---baseline-repeats runs).
+first, compiling step); the compile (or the native library's build) is warmed by one short run
+first, whose wall time is reported as the cold compile time. Unless --keep-cache, Inductor compiles
+into a fresh temporary cache, so that time is truly cold. The baseline's steps/s is its own median
+over timed chunks (median over --baseline-repeats runs).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 
 DEFAULT_BASELINE = Path(__file__).resolve().parents[2] / "shared/bench/baseline.py"
 CONFIGS = {"5/2x10": (5, 2, 10), "20/5x10": (20, 5, 10), "200/20x20": (200, 20, 20)}
+PATHS = ("native", "fused", "autograd")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,11 +48,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=0, help="torch threads for both sides; 0 keeps torch's default")
     ap.add_argument("--keep-cache", action="store_true", help="use the usual Inductor cache (compile time not cold)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
-    ap.add_argument("--paths", default="fused,autograd", help="gradient paths to time: fused, autograd or both")
+    ap.add_argument("--paths", default="native,fused,autograd", help="paths to time: native, fused, autograd")
     args = ap.parse_args(argv)
     args.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
-    if not args.paths or any(p not in ("fused", "autograd") for p in args.paths):
-        ap.error(f"--paths {args.paths}: choose from fused, autograd")
+    if not args.paths or any(p not in PATHS for p in args.paths):
+        ap.error(f"--paths {args.paths}: choose from {', '.join(PATHS)}")
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in args.configs if c not in CONFIGS]
     if unknown:
@@ -84,12 +86,13 @@ def bench_config(name: str, path: str, args: argparse.Namespace) -> dict:
     baseline_std = (2.0 / (features * hidden + instances * hidden)) ** 0.5
     model = sp.ModelConfig("relu_output", features, hidden, init_std=baseline_std)
     data = sp.DataConfig(feature_probability=grid)
-    train_cfg = sp.TrainConfig(steps=args.steps, batch_size=1024, gradients=path)
+    mode, gradients = ("native", "fused") if path == "native" else (True, path)
+    train_cfg = sp.TrainConfig(steps=args.steps, batch_size=1024, gradients=gradients)
     config = sp.RunConfig(model=model, data=data, train=train_cfg)
-    warm = sp.RunConfig(model=model, data=data, train=sp.TrainConfig(steps=3, batch_size=1024, gradients=path))
+    warm = sp.RunConfig(model=model, data=data, train=sp.TrainConfig(steps=3, batch_size=1024, gradients=gradients))
 
     t0 = time.perf_counter()
-    sp.train(warm, compile=True, progress=False)
+    sp.train(warm, compile=mode, progress=False)
     compile_s = time.perf_counter() - t0
 
     ours, base = [], []
@@ -97,10 +100,11 @@ def bench_config(name: str, path: str, args: argparse.Namespace) -> dict:
         if i < args.baseline_repeats:
             base.append(run_baseline(args.baseline, features, hidden, instances, args.steps, args.threads))
         if i < args.repeats:
-            ours.append(sp.train(config, compile=True, progress=False).metrics)
-    assert all(m.compiled for m in ours), "the step fell back to eager"
+            run = sp.train(config, compile=mode, progress=False)
+            assert run.provenance["step"] == ("native" if path == "native" else "compiled"), "the step fell back"
+            ours.append(run.metrics)
     default_init = sp.RunConfig(model=sp.ModelConfig("relu_output", features, hidden), data=data, train=config.train)
-    ours_xavier = sp.train(default_init, compile=True, progress=False).metrics
+    ours_xavier = sp.train(default_init, compile=mode, progress=False).metrics
     ours_rate = statistics.median(m.steps_per_second for m in ours)
     base_rate = statistics.median(b["steps_per_s"] for b in base)
     return {
@@ -119,7 +123,7 @@ def bench_config(name: str, path: str, args: argparse.Namespace) -> dict:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| config | gradients | steps | baseline steps/s | ours steps/s | speedup | baseline final loss "
+        "| config | path | steps | baseline steps/s | ours steps/s | speedup | baseline final loss "
         "| ours final loss | ours final loss, per-instance xavier | cold compile s | load |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
