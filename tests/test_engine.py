@@ -135,6 +135,22 @@ def _interrupt_after_first_checkpoint(monkeypatch, start) -> None:
             start()
 
 
+def test_a_custom_module_compiles_and_trains_as_it_does_eagerly():
+    """torch.compile traces `custom.forward` without tracing the template's construction (which it
+    cannot: the step used to fall back to eager with a warning)."""
+    import warnings
+
+    cfg = small(sp.ModelConfig(n_features=5, n_hidden=2, custom=GeluOutput), steps=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # "torch.compile failed (...); training eagerly"
+        warnings.filterwarnings("ignore", message=".*lru_cache.*")
+        compiled = sp.train(cfg, compile=True, progress=False)
+    assert compiled.provenance["step"] == "compiled"
+    eager = sp.train(cfg, compile=False, progress=False)
+    for name in eager.params:
+        torch.testing.assert_close(compiled.params[name], eager.params[name], rtol=1e-4, atol=1e-6)
+
+
 def test_a_run_whose_custom_module_cannot_be_imported_is_refused(tmp_path):
     import json
 

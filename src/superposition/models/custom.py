@@ -51,10 +51,18 @@ def _factory(path: str) -> Any:
     return factory
 
 
+_TEMPLATES: dict[ModelConfig, nn.Module] = {}
+"""`template`'s modules by config, which `forward` reads while torch.compile traces it: tracing into
+`template` itself (an lru_cache around imports and module construction) is unsupported, and the
+compiled step fell back to eager (measured on compression's bottleneck model)."""
+
+
 @functools.lru_cache(maxsize=32)
 def template(model: ModelConfig) -> nn.Module:
     """The module whose structure (and buffers) every instance shares; its own weights are unused."""
-    return build_module(model, 0)
+    module = build_module(model, 0)
+    _TEMPLATES[model] = module
+    return module
 
 
 def param_shapes(model: ModelConfig, n_inst: int) -> dict[str, tuple[int, ...]]:
@@ -63,6 +71,7 @@ def param_shapes(model: ModelConfig, n_inst: int) -> dict[str, tuple[int, ...]]:
 
 def init_params(model: ModelConfig, seeds: list[int]) -> Params:
     """Each instance's own initialisation, stacked: ``[inst, *shape]`` per parameter."""
+    template(model)  # the shared module, built eagerly before any trace of `forward`
     per_instance = [dict(build_module(model, s).named_parameters()) for s in seeds]
     names = list(per_instance[0])
     return {n: torch.stack([p[n].detach() for p in per_instance]).float() for n in names}
@@ -70,7 +79,9 @@ def init_params(model: ModelConfig, seeds: list[int]) -> Params:
 
 def forward(model: ModelConfig, params: Params, x: Tensor) -> Forward:
     """The custom module on ``x [inst, batch, feat]``, vmapped over instances."""
-    module = template(model)
+    module = _TEMPLATES.get(model) if torch.compiler.is_compiling() else None
+    if module is None:  # eagerly; compiled, only where nothing built the template before the trace
+        module = template(model)
     buffers = dict(module.named_buffers())
 
     def one(p: Params, xi: Tensor) -> tuple[Tensor, Tensor]:
