@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.colors import LogNorm
 from torch import Tensor
 
 from .style import Figure, _np, hidden_plane
@@ -46,6 +47,16 @@ def _dots_and_mean(ax, T: Sequence[int], values: Sequence[float], color: str, la
     ax.plot(sizes, mean, color=color, lw=1.6, marker="o", ms=3, label=label)
 
 
+def _wide(values: Sequence[float]) -> bool:
+    """Positive values spanning more than 10× (a bump of many times the zero output's loss): drawn on a log scale."""
+    return min(values) > 0 and max(values) > 10 * min(values)
+
+
+def _log_if_wide(ax, values: Sequence[float]) -> None:
+    if _wide(values):
+        ax.set_yscale("log")
+
+
 def test_loss_figure(T: Sequence[int], test: Sequence[float], train: Sequence[float], p: float) -> Figure:
     """Test and training loss, each relative to the zero output's loss on the same set, against T.
 
@@ -56,8 +67,7 @@ def test_loss_figure(T: Sequence[int], test: Sequence[float], train: Sequence[fl
     left, right = fig.subplots(1, 2)
     _dots_and_mean(left, T, test, "tab:red", "test (mean over dataset seeds)")
     left.axhline(1.0, color="0.3", lw=0.8, ls=":")
-    if min(test) > 0 and max(test) > 10 * min(test):  # a bump of many times the zero output's loss
-        left.set_yscale("log")
+    _log_if_wide(left, test)
     left.set_ylabel("test loss / zero output's")
     left.set_title("Double descent: test loss against training-set size", fontsize=9)
     left.legend(fontsize=7, frameon=False)
@@ -163,13 +173,13 @@ def plane_figure(T: Sequence[int], m: Sequence[int], test: Sequence[float], p: f
     for r, width in enumerate(widths):
         left.plot(sizes, grid[r], marker="o", ms=3, lw=1.4, color=colors[r], label=f"m = {width}")
     left.axhline(1.0, color="0.3", lw=0.8, ls=":")
-    if min(test) > 0 and max(test) > 10 * min(test):  # a bump of many times the zero output's loss
-        left.set_yscale("log")
+    _log_if_wide(left, test)
     left.set_ylabel("test loss / zero output's")
     left.set_title("Double descent along T for each hidden size m", fontsize=9)
     left.legend(fontsize=7, frameon=False)
     _size_axis(left, p)
-    image = right.imshow(grid, aspect="auto", origin="lower", cmap="magma_r", interpolation="nearest")
+    norm = LogNorm() if _wide(test) else None
+    image = right.imshow(grid, aspect="auto", origin="lower", cmap="magma_r", interpolation="nearest", norm=norm)
     right.set_xticks(range(len(sizes)), [str(s) for s in sizes], fontsize=7)
     right.set_yticks(range(len(widths)), [str(x) for x in widths])
     right.set_xlabel("training-set size T")
