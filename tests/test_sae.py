@@ -129,8 +129,9 @@ def test_batches_depend_only_on_seed_and_step():
 # --- model --------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
 @pytest.mark.parametrize("architecture", ["relu", "topk", "batchtopk"])
-def test_hand_written_gradients_match_autograd(architecture):
+def test_hand_written_gradients_match_autograd(architecture, sparse):
     config = small(architecture)
     grid, buffers = config.grid(), make_buffers(config)
     params = init_params(12, [p.n_latents for p in grid], [p.seed for p in grid])
@@ -139,7 +140,7 @@ def test_hand_written_gradients_match_autograd(architecture):
     params["b_enc"] = 0.1 * torch.randn(params["b_enc"].shape, generator=gen) * buffers.mask
     params["W_enc"] = params["W_enc"] + 0.1 * torch.randn(params["W_enc"].shape, generator=gen) * buffers.mask[:, None]
     x = build_source(config).batch(0, 64)
-    out = loss_and_grads(params, x, buffers)
+    out = loss_and_grads(params, x, buffers, sparse=sparse)
     leaves = {k: v.clone().requires_grad_() for k, v in params.items()}
     reference = reference_loss(leaves, x, buffers)
     reference.backward()
@@ -147,6 +148,54 @@ def test_hand_written_gradients_match_autograd(architecture):
     for name, value in leaves.items():
         assert value.grad.abs().sum() > 0
         assert torch.allclose(out.grads[name], value.grad, atol=1e-6, rtol=1e-4), name
+
+
+@pytest.mark.parametrize("architecture", ["relu", "topk", "batchtopk"])
+def test_sparse_and_dense_steps_train_the_same_saes(architecture, monkeypatch):
+    import superposition.sae.sparse as sparse
+
+    config = small(architecture, decoder_bias=architecture != "topk")
+    monkeypatch.setattr(sparse, "SPARSE_MIN_WORK", 0)
+    monkeypatch.setattr(sparse, "SPARSE_DENSITY", 2.0)
+    calls = []
+    monkeypatch.setattr(sparse, "active", lambda acts, f=sparse.active: calls.append(1) or f(acts))
+    on = train_sae(config)
+    assert len(calls) == config.steps * len(config.size_groups())
+    monkeypatch.setattr(sparse, "SPARSE_DENSITY", -1.0)
+    off = train_sae(config)
+    assert len(calls) == config.steps * len(config.size_groups())
+    for name, value in off.params.items():
+        assert torch.allclose(on.params[name], value, atol=1e-5), name
+    assert on.final_loss == pytest.approx(off.final_loss, rel=1e-4)
+
+
+def test_the_sparse_products_are_chosen_per_instance_when_few_latents_fire():
+    from superposition.sae.sparse import worth_it
+
+    mask = torch.ones(2, 2048, dtype=torch.bool)
+    acts = torch.zeros(2, 512, 2048)
+    acts[:, :, :10] = 1.0  # 0.5% of the latents fire
+    assert worth_it(acts, mask, 256).tolist() == [True, True]
+    assert worth_it(acts, mask, 1).tolist() == [False, False]  # too small to pay the sparse path's fixed cost
+    acts[1, :, :1024] = 1.0
+    assert worth_it(acts, mask, 256).tolist() == [True, False]
+
+
+@pytest.mark.parametrize("architecture", ["relu", "topk"])
+def test_a_step_split_between_sparse_and_dense_instances_equals_either(architecture, monkeypatch):
+    import superposition.sae.sparse as sparse
+
+    config = small(architecture, seeds=(0, 1))
+    grid, buffers = config.grid(), make_buffers(config)
+    params = init_params(12, [p.n_latents for p in grid], [p.seed for p in grid])
+    x = build_source(config).batch(0, 64)
+    monkeypatch.setattr(sparse, "worth_it", lambda acts, mask, n: torch.arange(acts.shape[0]) % 2 == 0)
+    split = loss_and_grads(params, x, buffers)
+    for forced in (False, True):
+        whole = loss_and_grads(params, x, buffers, sparse=forced)
+        assert torch.allclose(split.loss, whole.loss, rtol=1e-6)
+        for name, value in whole.grads.items():
+            assert torch.allclose(split.grads[name], value, atol=1e-7, rtol=1e-4), (forced, name)
 
 
 @pytest.mark.parametrize("split", [False, True], ids=["padded", "one-step-per-size"])

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from ..data import derive_seed
+from . import sparse as sp
 
 Params = dict[str, Tensor]
 TRAINED = ("W_enc", "b_enc", "W_dec", "b_dec")
@@ -139,41 +140,96 @@ class LossAndGrads(NamedTuple):
     smallest: Tensor | None  # [inst] batchtopk: smallest kept activation
 
 
-def loss_and_grads(params: Params, x: Tensor, buffers: Buffers) -> LossAndGrads:
+def loss_and_grads(params: Params, x: Tensor, buffers: Buffers, sparse: bool | None = None) -> LossAndGrads:
     """Per-instance loss and the gradient of its sum over instances, by hand.
 
     ``x [batch, hidden]`` is shared by every instance. mse = mean over batch and hidden of
     (x̂ − x)²; loss = mse + α · mean_batch ‖c‖₁. The top-k selections are treated as constants
     (gradients flow through the kept latents), as in Gao et al.
+
+    Past the dense encoder product, the step runs over the latents that fire (`sae.sparse`) when
+    few do, else as dense products; the two agree up to float rounding. `sparse=None` decides per
+    instance and batch (`sparse.worth_it`; always dense under torch.compile), True or False forces.
     """
     inst = params["W_enc"].shape[0]
     batch, hidden = x.shape
     xs = x.expand(inst, batch, hidden)
     centred = xs - params["b_dec"].unsqueeze(1)
     pre = torch.baddbmm(params["b_enc"].unsqueeze(1), centred, params["W_enc"])
-    pre = pre.masked_fill(~buffers.mask.unsqueeze(1), float("-inf"))
+    pre.masked_fill_(~buffers.mask.unsqueeze(1), float("-inf"))  # in place: pre is not kept
     smallest = None
     if buffers.architecture == "relu":
-        acts = torch.relu(pre)
+        acts = torch.relu_(pre)
     elif buffers.architecture == "topk":
         acts = topk_acts(pre, buffers.k, buffers.k_max)
     else:
         acts, smallest = batchtopk_acts(pre, buffers.k, buffers.k_max)
-    err = decode(params, acts) - xs
-    mse = err.square().mean(dim=(1, 2))
-    l1 = acts.sum(-1).mean(-1)  # acts >= 0
-    d_out = err * (2.0 / (batch * hidden))  # dL/dx̂
-    d_acts = torch.bmm(d_out, params["W_dec"].transpose(1, 2)) + (buffers.l1 / batch).view(-1, 1, 1)
-    d_pre = torch.where(acts > 0, d_acts, 0.0)
-    grads = {
-        "W_dec": torch.bmm(acts.transpose(1, 2), d_out),
-        "W_enc": torch.bmm(centred.transpose(1, 2), d_pre),
-        "b_enc": d_pre.sum(1),
-        "b_dec": d_out.sum(1) - torch.bmm(d_pre, params["W_enc"].transpose(1, 2)).sum(1),
-    }
+    if sparse is None:
+        chosen = None if torch.compiler.is_compiling() else sp.worth_it(acts, buffers.mask, hidden)
+        sparse = False if chosen is None or not chosen.any() else True if chosen.all() else None
+    if sparse is None:  # some instances each way
+        mse, l1, grads = _split_rest(params, xs, centred, acts, buffers, chosen)
+    else:
+        mse, l1, grads = (_sparse_rest if sparse else _dense_rest)(params, xs, centred, acts, buffers)
     if not buffers.decoder_bias:
         grads["b_dec"] = torch.zeros_like(grads["b_dec"])
     return LossAndGrads(mse + buffers.l1 * l1, mse, grads, smallest)
+
+
+Rest = tuple[Tensor, Tensor, Params]
+"""What the step computes past the encoder: mse [inst], mean L1 [inst], gradients."""
+
+
+def _dense_rest(params: Params, xs: Tensor, centred: Tensor, acts: Tensor, buffers: Buffers) -> Rest:
+    """Reconstruction, loss terms and gradients from the activations, as dense products."""
+    _, batch, hidden = xs.shape
+    err = decode(params, acts) - xs
+    d_out = err * (2.0 / (batch * hidden))  # dL/dx̂
+    d_acts = torch.bmm(d_out, params["W_dec"].transpose(1, 2)) + (buffers.l1 / batch).view(-1, 1, 1)
+    d_pre = torch.where(acts > 0, d_acts, 0.0)
+    b_enc = d_pre.sum(1)
+    grads = {"W_dec": torch.bmm(acts.transpose(1, 2), d_out), "W_enc": torch.bmm(centred.transpose(1, 2), d_pre),
+             "b_enc": b_enc, "b_dec": _b_dec_grad(params, d_out, b_enc)}
+    return err.square().mean(dim=(1, 2)), acts.sum(-1).mean(-1), grads  # acts >= 0
+
+
+def _sparse_rest(params: Params, xs: Tensor, centred: Tensor, acts: Tensor, buffers: Buffers) -> Rest:
+    """The same as `_dense_rest`, over the active latents only (`sae.sparse`)."""
+    inst, batch, hidden = xs.shape
+    a = sp.active(acts)
+    err = sp.decode(a, params["W_dec"], params["b_dec"], batch) - xs
+    d_out = err * (2.0 / (batch * hidden))
+    d_act = sp.sampled_grad(a, d_out, params["W_dec"]) + (buffers.l1 / batch).repeat_interleave(a.per_inst)
+    w_dec, w_enc, b_enc = sp.latent_grads(a, d_act, d_out, centred, acts.shape[-1])
+    l1 = torch.zeros(inst * batch, dtype=acts.dtype).index_add_(0, a.row, a.value).view(inst, batch).mean(-1)
+    grads = {"W_dec": w_dec, "W_enc": w_enc, "b_enc": b_enc, "b_dec": _b_dec_grad(params, d_out, b_enc)}
+    return err.square().mean(dim=(1, 2)), l1, grads
+
+
+def _split_rest(params: Params, xs: Tensor, centred: Tensor, acts: Tensor, buffers: Buffers,
+                chosen: Tensor) -> Rest:
+    """`_sparse_rest` on the instances `chosen` ``[inst]`` picks, `_dense_rest` on the others."""
+    parts = []
+    for rest, index in ((_sparse_rest, chosen.nonzero().squeeze(1)), (_dense_rest, (~chosen).nonzero().squeeze(1))):
+        sub = {name: value.index_select(0, index) for name, value in params.items()}
+        parts.append((index, rest(sub, xs.index_select(0, index), centred.index_select(0, index),
+                                  acts.index_select(0, index), buffers._replace(l1=buffers.l1.index_select(0, index)))))
+
+    def merged(get):
+        first = get(parts[0][1])
+        out = first.new_empty((acts.shape[0], *first.shape[1:]))
+        for index, part in parts:
+            out.index_copy_(0, index, get(part))
+        return out
+
+    grads = {name: merged(lambda part, n=name: part[2][n]) for name in params}
+    return merged(lambda part: part[0]), merged(lambda part: part[1]), grads
+
+
+def _b_dec_grad(params: Params, d_out: Tensor, b_enc_grad: Tensor) -> Tensor:
+    """dL/db_dec = Σ_batch d_out − W_enc · Σ_batch d_pre (b_dec enters the encoder as −b_dec, and the
+    batch sum of d_pre is b_enc's gradient: one matrix-vector product, not a batch of them)."""
+    return d_out.sum(1) - torch.bmm(params["W_enc"], b_enc_grad.unsqueeze(-1)).squeeze(-1)
 
 
 def reference_loss(params: Params, x: Tensor, buffers: Buffers) -> Tensor:

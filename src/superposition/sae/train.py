@@ -4,7 +4,8 @@
     gradients, Adam, renormalise the decoder, update batchtopk's threshold) → measure
 
 The optimiser is Adam written out elementwise, so each instance's update depends only on its
-own gradient (instances stay independent) and the whole step can be compiled.
+own gradient (instances stay independent) and can be compiled into one pass over the weights.
+Past the encoder, the gradients run over the latents that fire when few do (`sae.sparse`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import torch
 from torch import Tensor
 
 from ..config import ConfigError
+from ..train import _keep_freed_memory
 from .config import SAEConfig
 from .model import TRAINED, Buffers, Params, init_params, latent_mask, loss_and_grads, normalize_decoder
 from .sources import Source, build_source
+from .sparse import may_pay
 
 BETAS, EPS = (0.9, 0.999), 1e-8
 AUTO_COMPILE_WORK = 2e10
@@ -93,23 +96,42 @@ def learning_rate(config: SAEConfig, t: Tensor) -> Tensor | float:
     return config.lr * left.clamp(max=1.0)
 
 
-def make_step(config: SAEConfig, buffers: Buffers) -> Callable[..., Tensor]:
-    """The training step (params, state, threshold, x, t) -> loss [inst], mutating its arguments."""
+def make_step(config: SAEConfig, buffers: Buffers, compile: bool = False, n_inputs: int = 0) -> Callable[..., Tensor]:
+    """The training step (params, state, threshold, x, t) -> loss [inst], mutating its arguments.
+
+    `compile` compiles the whole step when the sparse products can never pay at this size
+    (`sae.sparse.may_pay`), else only the update (Adam, the decoder's renormalisation, batchtopk's
+    threshold: one fused pass over the weights instead of a dozen) and the gradients stay eager,
+    where they take the sparse products once few latents fire, which a compiled graph cannot."""
+    update = _make_update(config, buffers)
 
     def step(params: Params, state: dict[str, Tensor], threshold: Tensor, x: Tensor, t: Tensor) -> Tensor:
         out = loss_and_grads(params, x, buffers)
-        adam(params, out.grads, state, t, learning_rate(config, t))
+        update(params, out.grads, state, threshold, out.smallest, t)
+        return out.loss
+
+    if not compile:
+        return step
+    if not may_pay(config.batch_size, config.max_latents, n_inputs):
+        return torch.compile(step, dynamic=False)
+    update = torch.compile(update, dynamic=False)
+    return step
+
+
+def _make_update(config: SAEConfig, buffers: Buffers) -> Callable[..., None]:
+    def update(params: Params, grads: Params, state: dict[str, Tensor], threshold: Tensor,
+               smallest: Tensor | None, t: Tensor) -> None:
+        adam(params, grads, state, t, learning_rate(config, t))
         if config.normalize_decoder:
             normalize_decoder(params, buffers.mask)
-        if out.smallest is not None:
-            smallest = torch.where(torch.isfinite(out.smallest), out.smallest, threshold[:, 0])
+        if smallest is not None:
+            smallest = torch.where(torch.isfinite(smallest), smallest, threshold[:, 0])
             first = (t == 1).to(threshold.dtype)
             decay = config.threshold_decay * (1 - first)
             threshold.mul_(decay).add_(smallest.unsqueeze(1) * (1 - decay))
             threshold.masked_fill_(~buffers.mask, 0.0)
-        return out.loss
 
-    return step
+    return update
 
 
 def should_compile(config: SAEConfig, n_inputs: int, compile: bool | str) -> bool:
@@ -125,9 +147,10 @@ def train_sae(config: SAEConfig, run=None, *, compile: bool | str = False,
 
     `run` (a `superposition.run.Run`) supplies the activations when ``config.source.kind == "run"``.
     `source` may pass an already built source (the same one `build_source(config, run)` returns).
-    `progress(step, loss)` is called at every log point. `compile` wraps the step in torch.compile
-    (same results up to float rounding; pays for long runs, the first call compiles for 10-20 s);
-    "auto" compiles when the run is large enough (`AUTO_COMPILE_WORK`) and a C++ compiler exists.
+    `progress(step, loss)` is called at every log point. `compile` compiles the step with
+    torch.compile (`make_step` says which part; same results up to float rounding; pays for long
+    runs, the first call compiles for 5-20 s); "auto" compiles when the run is large enough
+    (`AUTO_COMPILE_WORK`) and a C++ compiler exists.
     """
     if config.architecture == "jumprelu":
         raise ConfigError("sae.architecture = 'jumprelu' is invalid for training: jumprelu SAEs are imported from "
@@ -138,17 +161,18 @@ def train_sae(config: SAEConfig, run=None, *, compile: bool | str = False,
     t0, total, count = time.perf_counter(), torch.zeros(len(grid)), 0
     log_steps: list[int] = []
     curve: list[list[float]] = []
-    for i in range(config.steps):
-        x, t = source.batch(i, config.batch_size), torch.tensor(float(i + 1))
-        loss = torch.cat([g.step(g.params, g.state, g.threshold, x, t) for g in groups])
-        total, count = total + loss.detach(), count + 1
-        if (i + 1) % config.log_every == 0 or i + 1 == config.steps:
-            mean = total / count
-            log_steps.append(i + 1)
-            curve.append(mean.tolist())
-            if progress is not None:
-                progress(i + 1, mean)
-            total, count = torch.zeros(len(grid)), 0
+    with _keep_freed_memory():
+        for i in range(config.steps):
+            x, t = source.batch(i, config.batch_size), torch.tensor(float(i + 1))
+            loss = torch.cat([g.step(g.params, g.state, g.threshold, x, t) for g in groups])
+            total, count = total + loss.detach(), count + 1
+            if (i + 1) % config.log_every == 0 or i + 1 == config.steps:
+                mean = total / count
+                log_steps.append(i + 1)
+                curve.append(mean.tolist())
+                if progress is not None:
+                    progress(i + 1, mean)
+                total, count = torch.zeros(len(grid)), 0
     width = config.max_latents
     params = {name: torch.cat([_pad_latents(name, g.params[name], width) for g in groups]) for name in TRAINED}
     threshold = torch.cat([_pad_latents("b_enc", g.threshold, width) for g in groups])
@@ -167,8 +191,7 @@ class _Group:
         self.params = init_params(n_inputs, [p.n_latents for p in grid], [p.seed for p in grid], config.max_latents)
         self.state = {f"{m}_{name}": torch.zeros_like(self.params[name]) for name in TRAINED for m in ("m", "v")}
         self.threshold = torch.zeros(len(grid), config.max_latents)
-        step = make_step(config, make_buffers(config))
-        self.step = torch.compile(step, dynamic=False) if should_compile(config, n_inputs, compile) else step
+        self.step = make_step(config, make_buffers(config), should_compile(config, n_inputs, compile), n_inputs)
 
 
 def _pad_latents(name: str, t: Tensor, width: int) -> Tensor:
