@@ -3,6 +3,7 @@
     config    SAEConfig (a grid: dictionary size × L1 coefficient × k × seed), SourceConfig, DictionaryConfig
     sources   the activations: a generated dictionary (Sharkey et al.) or a toy-model run's hidden layer
     model     batched SAEs, instance axis first: relu + L1, topk, batchtopk; hand-written gradients
+    sparse    the step past the encoder over the latents that fire, when few do (bag-sums, sampled products)
     train     train_sae(config, run=None) -> SAERun, every instance in one step
     metrics   pure scores: MMCS, recovered features, dead/dense latents, L0, FVE, spliced loss
     evaluate  evaluate_sae(sae, source) -> SAEScores; support_scores (the encoder against the true support)
