@@ -21,7 +21,7 @@ import torch
 import superposition as sp
 from superposition.data import feature_spec, sample
 from superposition.optim import lr_table
-from superposition.train import _keep_freed_memory, init_state, l1_vector, make_step
+from superposition.train import init_state, keep_freed_memory, l1_vector, make_step
 
 CONFIGS = {"5/2x10": (5, 2, 10), "20/5x10": (20, 5, 10), "200/20x20": (200, 20, 20)}
 BATCH = 1024
@@ -61,7 +61,7 @@ def measure(features: int, hidden: int, instances: int) -> dict:
 def main() -> None:
     print("| config | step ms | sampler ms | buffer only ms | hashing, share of step | baseline's 2× torch.rand ms |")
     print("|---|---:|---:|---:|---:|---:|")
-    with _keep_freed_memory():  # the allocator as train() sets it: no page faults on reused buffers
+    with keep_freed_memory():  # the allocator as train() sets it: no page faults on reused buffers
         for name, (f, h, i) in CONFIGS.items():
             r = measure(f, h, i)
             share = 100 * (r["sampler"] - r["buffer"]) / r["step"]

@@ -432,7 +432,7 @@ def train(config: RunConfig, *, device: str | torch.device = "cpu", compile: Com
             if choice is None and state.compiled is not None:
                 choice = state.compiled  # a resumed run keeps the path it took
             state.compiled = choice
-            with _keep_freed_memory():
+            with keep_freed_memory():
                 step_fn, compiled = _build_step(config, bool(choice), state.optimizer)
                 done = _loop(config, state, step_fn, compiled, dev, progress, out_dir, checkpoint_every)
         prov = rundir.provenance(str(dev), done.compiled, started)
@@ -465,7 +465,7 @@ _GLIBC_TRIM_DEFAULT = 128 << 10
 
 
 @contextmanager
-def _keep_freed_memory() -> Iterator[None]:
+def keep_freed_memory() -> Iterator[None]:
     """While training, keep freed memory in the process instead of handing it back to the OS.
 
     Each step allocates and frees the same large buffers (x, the pre-activation, dL/dout: 16 MB

@@ -212,18 +212,15 @@ def _split_rest(params: Params, xs: Tensor, centred: Tensor, acts: Tensor, buffe
     parts = []
     for rest, index in ((_sparse_rest, chosen.nonzero().squeeze(1)), (_dense_rest, (~chosen).nonzero().squeeze(1))):
         sub = {name: value.index_select(0, index) for name, value in params.items()}
-        parts.append((index, rest(sub, xs.index_select(0, index), centred.index_select(0, index),
-                                  acts.index_select(0, index), buffers._replace(l1=buffers.l1.index_select(0, index)))))
-
-    def merged(get):
-        first = get(parts[0][1])
-        out = first.new_empty((acts.shape[0], *first.shape[1:]))
+        mse, l1, grads = rest(sub, xs.index_select(0, index), centred.index_select(0, index),
+                              acts.index_select(0, index), buffers._replace(l1=buffers.l1.index_select(0, index)))
+        parts.append((index, {"mse": mse, "l1": l1, **grads}))
+    merged = {}
+    for key, first in parts[0][1].items():
+        merged[key] = first.new_empty((acts.shape[0], *first.shape[1:]))
         for index, part in parts:
-            out.index_copy_(0, index, get(part))
-        return out
-
-    grads = {name: merged(lambda part, n=name: part[2][n]) for name in params}
-    return merged(lambda part: part[0]), merged(lambda part: part[1]), grads
+            merged[key].index_copy_(0, index, part[key])
+    return merged.pop("mse"), merged.pop("l1"), merged
 
 
 def _b_dec_grad(params: Params, d_out: Tensor, b_enc_grad: Tensor) -> Tensor:

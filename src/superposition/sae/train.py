@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..config import ConfigError
-from ..train import _keep_freed_memory
+from ..train import keep_freed_memory
 from .config import SAEConfig
 from .model import TRAINED, Buffers, Params, init_params, latent_mask, loss_and_grads, normalize_decoder
 from .sources import Source, build_source
@@ -165,7 +165,7 @@ def train_sae(config: SAEConfig, run=None, *, compile: bool | str = False,
     t0, total, count = time.perf_counter(), torch.zeros(len(grid)), 0
     log_steps: list[int] = []
     curve: list[list[float]] = []
-    with _keep_freed_memory():
+    with keep_freed_memory():
         for i in range(config.steps):
             x, t = source.batch(i, config.batch_size), torch.tensor(float(i + 1))
             loss = torch.cat([g.step(g.params, g.state, g.threshold, x, t) for g in groups])
