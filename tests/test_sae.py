@@ -17,6 +17,7 @@ from superposition.sae import (
     build_source,
     evaluate_sae,
     support_scores,
+    train_all,
     train_sae,
 )
 from superposition.sae import metrics as sm
@@ -218,6 +219,44 @@ def test_batched_saes_equal_saes_trained_alone(architecture, split, monkeypatch)
         assert batched.final_loss[i] == pytest.approx(alone.final_loss[0], rel=1e-4)
     pad = ~batched.mask
     assert not batched.params["W_dec"][pad].any() and not batched.params["b_enc"][pad].any()
+
+
+def test_workers_train_the_same_saes_bit_for_bit(monkeypatch):
+    """Size groups of two configs spread over two processes: the same weights, thresholds and loss
+    curves as one process at one thread."""
+    import superposition.sae.config as sae_config
+    from superposition.train import torch_threads
+
+    monkeypatch.setattr(sae_config, "SPLIT_WASTE", 0)  # one step per dictionary size
+    configs = [small(), small("batchtopk", n_latents=(8, 12, 16))]
+    sources = [build_source(c) for c in configs]
+    with torch_threads(1):
+        alone = train_all(configs, sources)
+        pooled = train_all(configs, sources, workers=2)
+    for a, b in zip(alone, pooled, strict=True):
+        assert all(torch.equal(a.params[k], b.params[k]) for k in a.params)
+        assert torch.equal(a.threshold, b.threshold)
+        assert a.loss_steps == b.loss_steps and a.loss_curve == b.loss_curve and a.final_loss == b.final_loss
+
+
+def test_workers_auto_uses_the_cores_only_for_large_generated_grids(monkeypatch):
+    from superposition.sae import parallel
+
+    config = small()
+    source = build_source(config)
+    assert parallel.resolve_workers("auto", [config], [source]) == 1  # below PARALLEL_MIN_WORK
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_WORK", 0.0)
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 8)
+    assert parallel.resolve_workers("auto", [config], [source]) == len(config.size_groups())
+    assert parallel.resolve_workers("auto", [config, config], [source, source]) == 2 * len(config.size_groups())
+    run = orthogonal_run()
+    toy = SAEConfig(architecture="relu", n_latents=(12,), l1_coefficient=(1e-3,), steps=5,
+                    source=SourceConfig(kind="run", run_name="orthogonal"))
+    assert parallel.resolve_workers("auto", [toy], [build_source(toy, run)]) == 1  # toy-model sources: in process
+    assert parallel.resolve_workers(5, [config], [source]) == len(config.size_groups())
+    for bad in (0, -1, True, 1.5, "all"):
+        with pytest.raises(ConfigError, match=r"workers = .* is invalid: must be a positive integer or 'auto'"):
+            parallel.resolve_workers(bad, [config], [source])
 
 
 def test_training_is_deterministic_and_decoder_stays_unit_norm():

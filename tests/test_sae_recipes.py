@@ -164,8 +164,8 @@ def test_saes_are_trained_once_and_read_back_while_config_and_source_match(tmp_p
     from superposition.sae import storage
 
     trained = []
-    real = storage.train_sae
-    monkeypatch.setattr(storage, "train_sae", lambda *a, **k: trained.append(a[0]) or real(*a, **k))
+    real = storage.train_all
+    monkeypatch.setattr(storage, "train_all", lambda *a, **k: trained.extend(a[0]) or real(*a, **k))
     run = orthogonal_run()
     config = SAEConfig(architecture="topk", n_latents=(12,), k=(2,), l1_coefficient=(0.0,), steps=20,
                        batch_size=64, source=SourceConfig(kind="run", run_name="orthogonal"))

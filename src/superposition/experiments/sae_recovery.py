@@ -34,10 +34,12 @@ from ..run import Run
 from ..sae import (
     DictionaryConfig,
     SAEConfig,
+    SAERun,
     SourceConfig,
     build_source,
     evaluate_sae,
     stored_or_trained,
+    stored_or_trained_all,
     support_scores,
 )
 from ..sae import metrics as sm
@@ -145,8 +147,9 @@ class Result:
     toys: dict[str, ToyResult]
 
 
-def analyse_dictionary(config: SAEConfig, store: Path | None = None) -> DictionaryResult:
-    sae = stored_or_trained(config, store)
+def analyse_dictionary(config: SAEConfig, store: Path | None = None, sae: SAERun | None = None) -> DictionaryResult:
+    """The grid's scores: of `sae` when given, else of the SAEs stored at (or trained into) `store`."""
+    sae = stored_or_trained(config, store) if sae is None else sae
     source = build_source(config)
     scores = evaluate_sae(sae, source)
     g = config.source.dictionary.n_features
@@ -191,8 +194,10 @@ def analyse(runs: dict[str, Run], store: Path | None = None) -> Result:
     def at(name: str) -> Path | None:
         return None if store is None else store / name
 
-    return Result(analyse_dictionary(dictionary_config(quick), at("sae_independent")),
-                  analyse_dictionary(dictionary_config(quick, "correlated"), at("sae_correlated")),
+    grids = [dictionary_config(quick, s) for s in ("independent", "correlated")]
+    # both grids' size groups in one pool of processes where they are large (`sae.parallel`)
+    saes = stored_or_trained_all([(c, at(f"sae_{c.source.dictionary.structure}"), None) for c in grids])
+    return Result(*(analyse_dictionary(c, sae=sae) for c, sae in zip(grids, saes, strict=True)),
                   {name: analyse_toy(runs[name], quick, at(f"sae_{name}")) for name in TOYS})
 
 

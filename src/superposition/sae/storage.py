@@ -25,8 +25,8 @@ from ..atomic import atomic_write_bytes, atomic_write_json, temporary_beside
 from ..config import ConfigError
 from .config import SAEConfig
 from .model import TRAINED
-from .sources import Source
-from .train import SAERun, train_sae
+from .sources import Source, build_source
+from .train import SAERun, train_all
 
 CONFIG, WEIGHTS, METRICS = "config.json", "weights.safetensors", "metrics.json"
 FORMAT = "superposition-sae"
@@ -53,24 +53,43 @@ def save_sae(sae: SAERun, path: str | os.PathLike[str]) -> Path:
 
 
 def stored_or_trained(config: SAEConfig, path: Path | None, run=None, *, source: Source | None = None,
-                      compile: bool | str = "auto") -> SAERun:
+                      compile: bool | str = "auto", workers: int | str = "auto") -> SAERun:
     """The SAEs of `config`, trained once: read back from `path` when it holds a complete SAE run of
     the same config (and, for SAEs on a toy model, of the same model weights), else trained
-    (`train_sae`) and saved there. `path` None: always train, save nothing."""
+    (`train_sae`, with `compile` and `workers`) and saved there. `path` None: always train, save nothing."""
+    return stored_or_trained_all([(config, path, run)], sources=[source], compile=compile, workers=workers)[0]
+
+
+def stored_or_trained_all(items: list[tuple[SAEConfig, Path | None, Any]], *,
+                          sources: list[Source | None] | None = None, compile: bool | str = "auto",
+                          workers: int | str = "auto") -> list[SAERun]:
+    """`stored_or_trained` of each (config, path, run), the ones not stored trained together
+    (`train.train_all`: with `workers` > 1 their size groups share one pool of processes)."""
+    sources = sources or [None] * len(items)
+    out: list[SAERun | None] = [_stored(config, path, run) for config, path, run in items]
+    missing = [i for i, sae in enumerate(out) if sae is None]
+    todo = [items[i][0] for i in missing]
+    built = [sources[i] or build_source(items[i][0], items[i][2]) for i in missing]
+    for i, sae in zip(missing, train_all(todo, built, compile=compile, workers=workers), strict=True):
+        config, path, run = items[i]
+        if run is not None:
+            sae.extra["source_sha256"] = _weights_sha256(run)
+        if path is not None:
+            save_sae(sae, path)
+        out[i] = sae
+    return out  # type: ignore[return-value]
+
+
+def _stored(config: SAEConfig, path: Path | None, run) -> SAERun | None:
+    """The complete SAE run of `config` (and of `run`'s weights) at `path`, or None."""
+    if path is None or not (path / METRICS).is_file():
+        return None
+    try:
+        sae = load_sae(path)
+    except SAEDirError:
+        return None  # damaged: train again
     fingerprint = _weights_sha256(run) if run is not None else None
-    if path is not None and (path / METRICS).is_file():
-        try:
-            sae = load_sae(path)
-        except SAEDirError:
-            sae = None  # damaged: train again
-        if sae is not None and sae.config == config and sae.extra.get("source_sha256") == fingerprint:
-            return sae
-    sae = train_sae(config, run, compile=compile, source=source)
-    if fingerprint is not None:
-        sae.extra["source_sha256"] = fingerprint
-    if path is not None:
-        save_sae(sae, path)
-    return sae
+    return sae if sae.config == config and sae.extra.get("source_sha256") == fingerprint else None
 
 
 def _weights_sha256(run) -> str:

@@ -15,7 +15,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -49,7 +49,7 @@ class SAERun:
     loss_steps: list[int] = field(default_factory=list)
     loss_curve: list[list[float]] = field(default_factory=list)  # [inst][log point]
     final_loss: list[float] = field(default_factory=list)  # [inst] mean loss of the last log interval
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # seconds its size groups trained, summed over processes with workers > 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -146,25 +146,65 @@ def should_compile(config: SAEConfig, n_inputs: int, compile: bool | str) -> boo
 
 
 def train_sae(config: SAEConfig, run=None, *, compile: bool | str = False,
-              progress: Callable[[int, Tensor], None] | None = None, source: Source | None = None) -> SAERun:
+              progress: Callable[[int, Tensor], None] | None = None, source: Source | None = None,
+              workers: int | str = 1) -> SAERun:
     """Train every instance of `config` together.
 
     `run` (a `superposition.run.Run`) supplies the activations when ``config.source.kind == "run"``.
     `source` may pass an already built source (the same one `build_source(config, run)` returns).
-    `progress(step, loss)` is called at every log point. `compile` compiles the step with
-    torch.compile (`make_step` says which part; same results up to float rounding; pays for long
-    runs, the first call compiles for 5-20 s); "auto" compiles when the run is large enough
-    (`AUTO_COMPILE_WORK`) and a C++ compiler exists.
+    `progress(step, loss)` is called at every log point (with `workers` > 1, at the end). `compile`
+    compiles the step with torch.compile (`make_step` says which part; same results up to float
+    rounding; pays for long runs, the first call compiles for 5-20 s); "auto" compiles when the run
+    is large enough (`AUTO_COMPILE_WORK`) and a C++ compiler exists. `workers` trains the size
+    groups (`SAEConfig.size_groups`) in that many processes at once (`sae.parallel`: the same
+    weights as one process at one thread, bit for bit); "auto" uses the cores for a large grid.
     """
-    if config.architecture == "jumprelu":
-        raise ConfigError("sae.architecture = 'jumprelu' is invalid for training: jumprelu SAEs are imported from "
-                          "SAELens (inference only); train relu, topk or batchtopk")
-    source = source or build_source(config, run)
-    grid = config.grid()
-    groups = [_Group(sub, source.n_inputs, compile) for sub in config.size_groups()]
-    t0, total, count = time.perf_counter(), torch.zeros(len(grid)), 0
+    return train_all([config], [source or build_source(config, run)], compile=compile, progress=progress,
+                     workers=workers)[0]
+
+
+def train_all(configs: list[SAEConfig], sources: list[Source], *, compile: bool | str = False,
+              progress: Callable[[int, Tensor], None] | None = None, workers: int | str = 1) -> list[SAERun]:
+    """`train_sae` of each config on its source; with `workers` > 1 every size group of every
+    config trains in one pool of processes, the largest first (`sae.parallel.train_groups`)."""
+    for config in configs:
+        if config.architecture == "jumprelu":
+            raise ConfigError("sae.architecture = 'jumprelu' is invalid for training: jumprelu SAEs are imported "
+                              "from SAELens (inference only); train relu, topk or batchtopk")
+    from .parallel import resolve_workers, train_groups
+
+    n = resolve_workers(workers, configs, sources)
+    if n == 1:
+        return [_trained(c, fit_groups(c.size_groups(), s, compile, progress), s.n_inputs)
+                for c, s in zip(configs, sources, strict=True)]
+    fits = train_groups(configs, sources, compile, n)
+    out = [_trained(c, fit, s.n_inputs) for c, s, fit in zip(configs, sources, fits, strict=True)]
+    if progress is not None and len(out) == 1:
+        for j, step in enumerate(out[0].loss_steps):
+            progress(step, torch.tensor([row[j] for row in out[0].loss_curve]))
+    return out
+
+
+class Fit(NamedTuple):
+    """Size groups trained together: each group's weights, threshold and loss curve ``[log point,
+    inst]``, the log steps and the seconds it took."""
+
+    params: list[Params]
+    threshold: list[Tensor]
+    curve: list[Tensor]
+    log_steps: list[int]
+    seconds: float
+
+
+def fit_groups(subs: list[SAEConfig], source: Source, compile: bool | str = False,
+               progress: Callable[[int, Tensor], None] | None = None) -> Fit:
+    """Train size groups `subs` (of one config: same steps, batch and log points) in lockstep on
+    the same batches; `progress(step, loss)` gets every instance's mean loss at each log point."""
+    config = subs[0]
+    groups = [_Group(sub, source.n_inputs, compile) for sub in subs]
+    t0, total, count = time.perf_counter(), torch.zeros(sum(sub.n_instances for sub in subs)), 0
     log_steps: list[int] = []
-    curve: list[list[float]] = []
+    curve: list[Tensor] = []
     with keep_freed_memory():
         for i in range(config.steps):
             x, t = source.batch(i, config.batch_size), torch.tensor(float(i + 1))
@@ -173,17 +213,24 @@ def train_sae(config: SAEConfig, run=None, *, compile: bool | str = False,
             if (i + 1) % config.log_every == 0 or i + 1 == config.steps:
                 mean = total / count
                 log_steps.append(i + 1)
-                curve.append(mean.tolist())
+                curve.append(mean)
                 if progress is not None:
                     progress(i + 1, mean)
-                total, count = torch.zeros(len(grid)), 0
+                total, count = torch.zeros_like(total), 0
+    rows = torch.stack(curve).split([sub.n_instances for sub in subs], dim=1)
+    return Fit([g.params for g in groups], [g.threshold for g in groups], list(rows), log_steps,
+               time.perf_counter() - t0)
+
+
+def _trained(config: SAEConfig, fit: Fit, n_inputs: int) -> SAERun:
+    """The `SAERun` of `config` from its size groups' `fit`, instances in grid order."""
     width = config.max_latents
-    params = {name: torch.cat([_pad_latents(name, g.params[name], width) for g in groups]) for name in TRAINED}
-    threshold = torch.cat([_pad_latents("b_enc", g.threshold, width) for g in groups])
-    result = SAERun(config, params, threshold, source.n_inputs, log_steps,
-                    [list(row) for row in zip(*curve, strict=True)])
+    params = {name: torch.cat([_pad_latents(name, p[name], width) for p in fit.params]) for name in TRAINED}
+    threshold = torch.cat([_pad_latents("b_enc", t, width) for t in fit.threshold])
+    curve = torch.cat(fit.curve, dim=1).T.tolist()  # [inst][log point]
+    result = SAERun(config, params, threshold, n_inputs, list(fit.log_steps), curve)
     result.final_loss = [row[-1] for row in result.loss_curve]
-    result.train_seconds = time.perf_counter() - t0
+    result.train_seconds = fit.seconds
     return result
 
 
